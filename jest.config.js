@@ -1,0 +1,8 @@
+/** Jest runs the TypeScript sources through ts-jest; the Python oracles run through /usr/bin/python3. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: { types: ['node', 'jest'], esModuleInterop: true } }] },
+  testTimeout: 120000,
+};
