@@ -1,0 +1,51 @@
+#include "network.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace xt {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+void collect_state(const torch::nn::Module& module, const std::string& prefix,
+                   std::vector<std::pair<std::string, torch::Tensor>>& out) {
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) out.emplace_back(prefix + p.key(), p.value());
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) out.emplace_back(prefix + b.key(), b.value());
+  for (const auto& child : module.named_children()) collect_state(*child.value(), prefix + child.key() + ".", out);
+}
+
+}  // namespace
+
+void Network::check_input_shape(const std::vector<int64_t>& shape) const {
+  const int64_t min = min_input_size();
+  bool ok = shape.size() == 4 && shape[0] >= 1 && shape[1] == 3 && shape[2] >= min && shape[3] >= min;
+  if (!ok) {
+    std::ostringstream msg;
+    msg << display_name() << " expects input of shape [N, 3, H, W] with N >= 1 and H, W >= " << min
+        << " (for example [1, 3, 299, 299]); got " << shape_text(shape);
+    throw std::invalid_argument(msg.str());
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Network::state_dict() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  collect_state(*this, "", out);
+  return out;
+}
+
+int64_t Network::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) {
+    if (p.requires_grad()) n += p.numel();
+  }
+  return n;
+}
+
+}  // namespace xt
