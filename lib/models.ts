@@ -1,0 +1,298 @@
+// The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
+// native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
+import { native, NativeModelHandle, NativeTensorInput, SafetensorsDtype as NativeDtype } from './native';
+import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
+
+export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+export type ModelName = 'xception' | 'inception_v3';
+
+/** A dense float32 tensor, contiguous and row-major (NCHW for images). */
+export interface TensorData {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** One row of `summary()`: a top-level stage of the network, like torchinfo's depth-1 table. */
+export interface LayerSummary {
+  name: string;
+  type: string;
+  outputShape: number[];
+  parameters: number;
+}
+
+export interface Model {
+  readonly name: ModelName;
+  /** Trainable parameters, as PyTorch's `sum(p.numel() for p in m.parameters())` counts them. */
+  parameterCount(): number;
+  /** The names PyTorch's `state_dict()` would list, BatchNorm buffers included, in its order. */
+  stateDictKeys(): string[];
+  loadSafetensors(path: string, opts?: { strict?: boolean }): Promise<void>;
+  saveSafetensors(path: string): Promise<void>;
+  train(): this;
+  eval(): this;
+  to(device: Device): this;
+  /** Logits for a batch [N, 3, H, W]; runs off the event loop. */
+  forward(x: TensorData): Promise<TensorData>;
+  summary(imageSize?: number): LayerSummary[];
+  dispose(): void;
+}
+
+export interface XceptionOptions {
+  /** Classifier outputs. Default 1000. */
+  numClasses?: number;
+  /** What sits between the depthwise and pointwise convolutions; the paper's choice is 'none'. */
+  intermediateActivation?: 'none' | 'relu' | 'elu';
+  /** Residual blocks in the middle flow. Default 8. */
+  middleFlowBlocks?: number;
+  /** Dropout before the classifier. Default 0. */
+  dropout?: number;
+  /** 'paper' (default) or 'notebook': the reference notebook's stem (bias, padding 1) and skips (bias, no BN). */
+  variant?: 'paper' | 'notebook';
+}
+
+export interface InceptionV3Options {
+  /** Classifier outputs. Default 1000. */
+  numClasses?: number;
+  /** Build the auxiliary classifier (used in training mode). Default true. */
+  auxLogits?: boolean;
+  /** Re-normalise ImageNet-normalised input to the (x - 0.5) / 0.5 convention. Default false. */
+  transformInput?: boolean;
+  /** Dropout before the classifier. Default 0.5. */
+  dropout?: number;
+  /** torchvision's truncated-normal initialisation. Default true. */
+  initWeights?: boolean;
+}
+
+export class ModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelError';
+  }
+}
+
+// ---- option validation ----------------------------------------------------------------------
+
+type Check = (value: unknown) => string | undefined;  // a problem, or undefined when fine
+
+const positiveInteger: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 1 ? undefined : 'a positive integer');
+const nonNegativeInteger: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 0 ? undefined : 'a non-negative integer');
+const probability: Check = (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'a number in [0, 1)');
+const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
+const oneOf = (...choices: string[]): Check => (v) =>
+  choices.includes(v as string) ? undefined : choices.map((c) => `'${c}'`).join(' or ');
+
+function validateOptions<T extends object>(model: string, options: T, checks: Record<keyof T & string, Check>): T {
+  if (typeof options !== 'object' || options === null) throw new ModelError(`${model} options must be an object`);
+  for (const [key, value] of Object.entries(options)) {
+    const check = (checks as Record<string, Check>)[key];
+    if (!check) throw new ModelError(`unknown ${model} option '${key}' (known: ${Object.keys(checks).join(', ')})`);
+    if (value === undefined) continue;
+    const expected = check(value);
+    if (expected) throw new ModelError(`${model} option ${key} must be ${expected}; got ${JSON.stringify(value)}`);
+  }
+  return options;
+}
+
+// ---- the shared implementation ----------------------------------------------------------------
+
+const LOADABLE_DTYPES: ReadonlySet<string> = new Set<NativeDtype>(['F32', 'F16', 'BF16', 'F64', 'I64']);
+
+function listNames(names: string[], limit = 8): string {
+  const shown = names.slice(0, limit).join(', ');
+  return names.length > limit ? `${shown}, … (${names.length - limit} more)` : shown;
+}
+
+abstract class NativeBackedModel implements Model {
+  abstract readonly name: ModelName;
+  protected abstract readonly displayName: string;
+  private handleOrNull: NativeModelHandle | null;
+
+  protected constructor(modelName: ModelName, options: object) {
+    try {
+      this.handleOrNull = new (native().NativeModel)(modelName, options);
+    } catch (error) {
+      throw new ModelError((error as Error).message);
+    }
+  }
+
+  protected get handle(): NativeModelHandle {
+    if (!this.handleOrNull) throw new ModelError(`this ${this.displayName} was disposed`);
+    return this.handleOrNull;
+  }
+
+  parameterCount(): number {
+    return this.handle.parameterCount();
+  }
+
+  stateDictKeys(): string[] {
+    return this.handle.stateDictInfo().map((t) => t.name);
+  }
+
+  async loadSafetensors(path: string, opts: { strict?: boolean } = {}): Promise<void> {
+    const strict = opts.strict ?? true;
+    const file = await readSafetensors(path);
+    const expected = new Map(this.handle.stateDictInfo().map((t) => [t.name, t]));
+    const missing = [...expected.keys()].filter((k) => !file.tensors.has(k));
+    const unexpected = [...file.tensors.keys()].filter((k) => !expected.has(k));
+    const mismatched: string[] = [];
+    for (const [name, tensor] of file.tensors) {
+      const want = expected.get(name);
+      if (want && tensor.shape.join(',') !== want.shape.join(',')) {
+        mismatched.push(`${name}: file [${tensor.shape.join(', ')}], model [${want.shape.join(', ')}]`);
+      }
+    }
+    const problems: string[] = [];
+    if (strict && missing.length) problems.push(`${missing.length} missing key(s): ${listNames(missing)}`);
+    if (strict && unexpected.length) problems.push(`${unexpected.length} unexpected key(s): ${listNames(unexpected)}`);
+    if (mismatched.length) problems.push(`${mismatched.length} shape mismatch(es): ${listNames(mismatched, 4)}`);
+    if (problems.length) {
+      throw new ModelError(`cannot load ${path} into ${this.displayName}:\n  ${problems.join('\n  ')}`);
+    }
+    const entries: NativeTensorInput[] = [];
+    for (const [name, tensor] of file.tensors) {
+      if (!expected.has(name)) continue;
+      if (!LOADABLE_DTYPES.has(tensor.dtype)) {
+        throw new ModelError(`cannot load ${path}: '${name}' has dtype ${tensor.dtype}; supported are ${[...LOADABLE_DTYPES].join(', ')}`);
+      }
+      entries.push({ name, dtype: tensor.dtype as NativeDtype, shape: tensor.shape, data: tensor.data });
+    }
+    this.native((h) => h.setState(entries));
+  }
+
+  async saveSafetensors(path: string): Promise<void> {
+    const state = this.native((h) => h.getState());
+    const tensors: Array<[string, SafetensorsTensor]> = state.map((t) => [
+      t.name,
+      { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) },
+    ]);
+    await writeSafetensors(path, tensors, { format: 'pt', producer: 'xception-torch', model: this.name });
+  }
+
+  train(): this {
+    this.native((h) => h.setTraining(true));
+    return this;
+  }
+
+  eval(): this {
+    this.native((h) => h.setTraining(false));
+    return this;
+  }
+
+  get training(): boolean {
+    return this.handle.isTraining();
+  }
+
+  to(device: Device): this {
+    const resolved = device === 'auto' ? (native().info().cudaAvailable ? 'cuda' : 'cpu') : device;
+    this.native((h) => h.to(resolved));
+    return this;
+  }
+
+  /** The device the weights are on, as libtorch names it ('cpu', 'cuda:0'). */
+  get device(): string {
+    return this.handle.device();
+  }
+
+  async forward(x: TensorData): Promise<TensorData> {
+    if (!x || !(x.data instanceof Float32Array) || !Array.isArray(x.shape)) {
+      throw new ModelError(`${this.displayName}.forward expects { shape: number[], data: Float32Array }`);
+    }
+    try {
+      return await this.handle.forward(x.data, x.shape);
+    } catch (error) {
+      throw new ModelError((error as Error).message);
+    }
+  }
+
+  summary(imageSize = 299): LayerSummary[] {
+    if (!Number.isSafeInteger(imageSize) || imageSize < 1) throw new ModelError(`imageSize must be a positive integer; got ${imageSize}`);
+    return this.native((h) => h.summary(imageSize));
+  }
+
+  /** The smallest height and width forward() accepts. */
+  minInputSize(): number {
+    return this.handle.minInputSize();
+  }
+
+  /** Frees the native weights now rather than at garbage collection. Further calls throw. */
+  dispose(): void {
+    this.handleOrNull?.dispose();
+    this.handleOrNull = null;
+  }
+
+  // Native errors surface as ModelError with libtorch's message (no C++ backtrace).
+  private native<T>(call: (handle: NativeModelHandle) => T): T {
+    const handle = this.handle;
+    try {
+      return call(handle);
+    } catch (error) {
+      throw new ModelError((error as Error).message);
+    }
+  }
+}
+
+export class Xception extends NativeBackedModel {
+  readonly name = 'xception' as const;
+  protected readonly displayName = 'Xception';
+  readonly options: Readonly<Required<XceptionOptions>>;
+
+  constructor(options: XceptionOptions = {}) {
+    validateOptions('Xception', options, {
+      numClasses: positiveInteger,
+      intermediateActivation: oneOf('none', 'relu', 'elu'),
+      middleFlowBlocks: nonNegativeInteger,
+      dropout: probability,
+      variant: oneOf('paper', 'notebook'),
+    });
+    const resolved: Required<XceptionOptions> = {
+      numClasses: 1000, intermediateActivation: 'none', middleFlowBlocks: 8, dropout: 0, variant: 'paper',
+      ...stripUndefined(options),
+    };
+    super('xception', resolved);
+    this.options = Object.freeze(resolved);
+  }
+}
+
+export class InceptionV3 extends NativeBackedModel {
+  readonly name = 'inception_v3' as const;
+  protected readonly displayName = 'InceptionV3';
+  readonly options: Readonly<Required<InceptionV3Options>>;
+
+  constructor(options: InceptionV3Options = {}) {
+    validateOptions('InceptionV3', options, {
+      numClasses: positiveInteger,
+      auxLogits: boolean,
+      transformInput: boolean,
+      dropout: probability,
+      initWeights: boolean,
+    });
+    const resolved: Required<InceptionV3Options> = {
+      numClasses: 1000, auxLogits: true, transformInput: false, dropout: 0.5, initWeights: true,
+      ...stripUndefined(options),
+    };
+    super('inception_v3', resolved);
+    this.options = Object.freeze(resolved);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export interface ModelOptionsByName {
+  xception: XceptionOptions;
+  inception_v3: InceptionV3Options;
+}
+
+export const MODEL_NAMES: readonly ModelName[] = ['xception', 'inception_v3'];
+
+export function createModel<N extends ModelName>(name: N, options?: ModelOptionsByName[N]): Xception | InceptionV3 {
+  switch (name) {
+    case 'xception':
+      return new Xception(options as XceptionOptions);
+    case 'inception_v3':
+      return new InceptionV3(options as InceptionV3Options);
+    default:
+      throw new ModelError(`unknown model '${String(name)}' (expected ${MODEL_NAMES.map((m) => `'${m}'`).join(' or ')})`);
+  }
+}

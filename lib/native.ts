@@ -1,0 +1,117 @@
+// Loads the native addon. Everything in lib/ reaches libtorch through this file alone.
+import * as fs from 'fs';
+import { ADDON_PATH, BUILD_INFO_PATH, PROJECT_ROOT } from './paths';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64';
+
+export interface NativeTensorInfo {
+  name: string;
+  shape: number[];
+  dtype: SafetensorsDtype;
+}
+
+export interface NativeTensor extends NativeTensorInfo {
+  data: ArrayBuffer;
+}
+
+export interface NativeTensorInput extends NativeTensorInfo {
+  data: Uint8Array;
+}
+
+export interface NativeLayerRow {
+  name: string;
+  type: string;
+  outputShape: number[];
+  parameters: number;
+}
+
+/** The C++ model wrapper (native/addon.cpp). */
+export interface NativeModelHandle {
+  parameterCount(): number;
+  stateDictInfo(): NativeTensorInfo[];
+  getState(): NativeTensor[];
+  setState(entries: NativeTensorInput[]): void;
+  setTraining(training: boolean): void;
+  isTraining(): boolean;
+  to(device: string): void;
+  device(): string;
+  forward(data: Float32Array, shape: number[]): Promise<{ shape: number[]; data: Float32Array }>;
+  summary(imageSize: number): NativeLayerRow[];
+  minInputSize(): number;
+  dispose(): void;
+}
+
+export interface NativeInfo {
+  torchVersion: string;
+  torchVersionMajor: number;
+  torchVersionMinor: number;
+  cudaAvailable: boolean;
+  cudnnAvailable: boolean;
+  cudaDeviceCount: number;
+  threads: number;
+  hardwareThreads: number;
+  parallelInfo: string;
+}
+
+export interface NativeAddon {
+  NativeModel: new (name: string, options: object) => NativeModelHandle;
+  info(): NativeInfo;
+  setNumThreads(threads: number): void;
+}
+
+/** What scripts/build-native.ts recorded about the libtorch the addon was built against. */
+export interface BuildInfo {
+  source: string;
+  prefixPath: string;
+  version?: string;
+  builtAt?: string;
+}
+
+export function readBuildInfo(buildInfoPath = BUILD_INFO_PATH): BuildInfo | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(buildInfoPath, 'utf8')) as BuildInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+export const REBUILD_COMMAND = `cd ${JSON.stringify(PROJECT_ROOT)} && npm run build:native`;
+
+/**
+ * Loads the addon at `addonPath`, turning the loader's failures into errors that say what is
+ * wrong and the one command that fixes it.
+ */
+export function loadAddonFrom(addonPath: string, buildInfoPath = BUILD_INFO_PATH): NativeAddon {
+  if (!fs.existsSync(addonPath)) {
+    throw new Error(
+      `The xception-torch native addon is not built (no ${addonPath}). Build it with:\n  ${REBUILD_COMMAND}`,
+    );
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(addonPath) as NativeAddon;
+  } catch (cause) {
+    const reason = (cause as Error).message;
+    const built = readBuildInfo(buildInfoPath);
+    const builtWith = built
+      ? `libtorch ${built.version ?? '(unknown version)'} at ${built.prefixPath}`
+      : 'a libtorch that is not recorded';
+    let what: string;
+    if (/cannot open shared object file|Library not loaded|image not found/i.test(reason)) {
+      what = `It was built against ${builtWith}, which can no longer be loaded.`;
+    } else if (/undefined symbol|symbol lookup error|version `.*' not found/i.test(reason)) {
+      what = `It was built against ${builtWith}, but a different libtorch is being loaded now.`;
+    } else {
+      what = `It could not be loaded (built against ${builtWith}).`;
+    }
+    throw new Error(`${what}\nLoader said: ${reason.split('\n')[0]}\nRebuild the addon with:\n  ${REBUILD_COMMAND}`);
+  }
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded once on first use. */
+export function native(): NativeAddon {
+  cached ??= loadAddonFrom(ADDON_PATH);
+  return cached;
+}

@@ -1,0 +1,11 @@
+// Where the package's own files are, whether running from the TypeScript sources (ts-jest,
+// ts-node) or from the compiled dist/ folder.
+import * as path from 'path';
+
+const compiled = __dirname.split(path.sep).includes('dist');
+
+export const PROJECT_ROOT = path.resolve(__dirname, compiled ? '../..' : '..');
+export const BUILD_DIR = path.join(PROJECT_ROOT, 'build');
+export const ADDON_PATH = path.join(BUILD_DIR, 'Release', 'xception_torch.node');
+// Written by scripts/build-native.ts: which libtorch the addon was built against.
+export const BUILD_INFO_PATH = path.join(BUILD_DIR, 'libtorch.json');
