@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// The `xception-torch` command. It parses options, calls the library, and prints; errors in the
+// user's input exit with code 2, other failures with 1, each as one line without a stack trace.
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
+import { formatSummaryTable } from './report/summary-table';
+import { runtimeInfo, setNumThreads } from './runtime';
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { PROJECT_ROOT } from './paths';
+
+const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+
+class UsageError extends Error {}
+
+function integer(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    }
+    return n;
+  };
+}
+
+function buildProgram(): Command {
+  const program = new Command('xception-torch')
+    .description('Train and compare Xception and Inception V3 on libtorch')
+    .version(version)
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  program
+    .command('summary')
+    .description('print the layer table and parameter count of a model')
+    .addOption(new Option('--model <name>', 'model').choices(MODEL_NAMES).default('xception'))
+    .option('--num-classes <n>', 'classifier outputs', integer(1), 1000)
+    .option('--image-size <n>', 'input height and width', integer(1), 299)
+    .addOption(new Option('--activation <name>', 'Xception: activation between depthwise and pointwise').choices(['none', 'relu', 'elu']).default('none'))
+    .addOption(new Option('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant").choices(['paper', 'notebook']).default('paper'))
+    .option('--middle-blocks <n>', 'Xception: middle-flow blocks', integer(0), 8)
+    .option('--no-aux-logits', 'Inception V3: without the auxiliary classifier')
+    .option('--json', 'print JSON instead of a table')
+    .action((opts) => {
+      const name = opts.model as ModelName;
+      const model = name === 'xception'
+        ? createModel('xception', {
+          numClasses: opts.numClasses, intermediateActivation: opts.activation, variant: opts.variant,
+          middleFlowBlocks: opts.middleBlocks,
+        })
+        : createModel('inception_v3', { numClasses: opts.numClasses, auxLogits: opts.auxLogits });
+      try {
+        const min = model.minInputSize();
+        if (opts.imageSize < min) throw new UsageError(`--image-size must be at least ${min} for ${name}`);
+        const rows = model.summary(opts.imageSize);
+        const parameters = model.parameterCount();
+        if (opts.json) {
+          console.log(JSON.stringify({ model: name, imageSize: opts.imageSize, parameters, layers: rows }, null, 2));
+        } else {
+          const title = `${name} (${opts.numClasses} classes${name === 'xception' ? `, ${opts.variant}, activation ${opts.activation}` : `, aux logits ${opts.auxLogits ? 'on' : 'off'}`})`;
+          console.log(formatSummaryTable(rows, { title, imageSize: opts.imageSize, parameters }));
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+
+  program
+    .command('doctor')
+    .description('show the libtorch the addon uses, CUDA/cuDNN availability and CPU threads')
+    .option('--threads <n>', 'CPU threads to report/use', integer(1))
+    .option('--json', 'print JSON')
+    .action((opts) => {
+      if (opts.threads) setNumThreads(opts.threads);
+      const info = runtimeInfo();
+      if (opts.json) {
+        console.log(JSON.stringify({ version, node: process.version, ...info }, null, 2));
+        return;
+      }
+      const where = info.libtorch ? `${info.libtorch.prefixPath} (found via ${info.libtorch.source})` : 'unknown (no build/libtorch.json)';
+      const lines: Array<[string, string]> = [
+        ['xception-torch', version],
+        ['Node.js', process.version],
+        ['libtorch', info.libtorchVersion],
+        ['libtorch path', where],
+        ['CUDA', info.cudaAvailable ? 'available' : 'not available'],
+        ['cuDNN', info.cudnnAvailable ? 'available' : 'not available'],
+        ['CUDA devices', String(info.cudaDeviceCount)],
+        ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
+      ];
+      for (const [k, v] of lines) console.log(`${k.padEnd(15)} ${v}`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; commander already printed its one-line usage error.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const message = (error as Error).message;
+    console.error(`xception-torch: error: ${message}`);
+    return error instanceof UsageError || error instanceof ModelError ? 2 : 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
