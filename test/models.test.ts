@@ -138,6 +138,19 @@ describe('forward input checks', () => {
 });
 
 describe('lifecycle and devices', () => {
+  it('runs forward() off the event loop', async () => {
+    const model = new InceptionV3({ numClasses: 10 }).eval();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const started = Date.now();
+    await model.forward({ shape: [2, 3, 299, 299], data: new Float32Array(2 * 3 * 299 * 299) });
+    clearInterval(timer);
+    // The timer kept firing while libtorch computed on a worker thread.
+    expect(ticks).toBeGreaterThan(Math.floor((Date.now() - started) / 5 / 4));
+    expect(ticks).toBeGreaterThan(3);
+    model.dispose();
+  });
+
   it('refuses to change a model while its forward() runs, and keeps the weights alive through dispose()', async () => {
     const model = new Xception({ numClasses: 10 }).eval();
     const pending = model.forward({ shape: [1, 3, 96, 96], data: new Float32Array(3 * 96 * 96) });

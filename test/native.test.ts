@@ -36,6 +36,13 @@ describe('loading the native addon', () => {
     expect(message).toContain(`Rebuild the addon with:\n  ${REBUILD_COMMAND}`);
   });
 
+  it('was built offline from node-api-headers (Node-API), not from downloaded Node.js headers', () => {
+    const cache = fs.readFileSync(path.join(__dirname, '..', 'build', 'CMakeCache.txt'), 'utf8');
+    const inc = /^CMAKE_JS_INC:\w+=(.*)$/m.exec(cache)?.[1] ?? '';
+    expect(inc).toMatch(/node_modules\/node-api-headers\/include/);
+    expect(inc).not.toMatch(/\.cmake-js/);
+  });
+
   it('loads the real build, which reports its libtorch and threads', () => {
     const info = native().info();
     expect(info.torchVersion).toMatch(/^\d+\.\d+/);
