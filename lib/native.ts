@@ -41,6 +41,34 @@ export interface NativeModelHandle {
   dispose(): void;
 }
 
+/** Preprocessing options as native/addon_data.cpp reads them. */
+export interface NativePreprocessing {
+  train?: boolean;
+  resize?: number;
+  evalResize?: number;
+  crop?: number;
+  flip?: boolean;
+  mean?: readonly number[];
+  std?: readonly number[];
+}
+
+export type NativeAugmentation = { seed: number } | { offsets: Int32Array; flips: Uint8Array };
+
+export interface NativeBatch {
+  shape: number[];
+  data: Float32Array;
+  labels: Int32Array;
+  offsets?: Int32Array;
+  flips?: Uint8Array;
+}
+
+/** One split's uint8 images on the device (native/data.cpp). */
+export interface NativeDatasetHandle {
+  size(): number;
+  device(): string;
+  batch(indices: Int32Array, options: NativePreprocessing, augment?: NativeAugmentation): Promise<NativeBatch>;
+}
+
 export interface NativeInfo {
   torchVersion: string;
   torchVersionMajor: number;
@@ -55,6 +83,7 @@ export interface NativeInfo {
 
 export interface NativeAddon {
   NativeModel: new (name: string, options: object) => NativeModelHandle;
+  NativeDataset: new (images: Uint8Array, labels: Uint8Array, shape: number[], device: string) => NativeDatasetHandle;
   info(): NativeInfo;
   setNumThreads(threads: number): void;
 }

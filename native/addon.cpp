@@ -1,157 +1,15 @@
 // The N-API surface of the addon, and nothing else: argument checks, wrapping of the native
-// models, async workers that keep compute off the event loop, and translation of every C++
-// exception into a JavaScript error (an exception escaping into N-API would abort Node).
-#include <napi.h>
-
-#include <atomic>
-#include <cstring>
+// models, async work that keeps compute off the event loop, and translation of every C++
+// exception into a JavaScript error. Datasets are wrapped in addon_data.cpp.
 #include <memory>
-#include <stdexcept>
-#include <string>
-#include <thread>
-#include <vector>
+#include <unordered_map>
 
 #include "inception_v3.h"
+#include "napi_support.h"
 #include "xception.h"
 
+namespace xt::napi {
 namespace {
-
-// ---- errors -------------------------------------------------------------------------------
-
-// User-facing text of an exception: c10 errors without their C++ backtrace.
-std::string message_of(const std::exception& e) {
-  if (auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
-  return e.what();
-}
-
-// Runs `body`, rethrowing any C++ exception as a JavaScript error.
-template <typename Body>
-auto guarded(Napi::Env env, Body&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::invalid_argument& e) {
-    throw Napi::RangeError::New(env, e.what());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, message_of(e));
-  } catch (...) {
-    throw Napi::Error::New(env, "unknown native error");
-  }
-}
-
-// ---- argument helpers ------------------------------------------------------------------------
-
-int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  auto v = o.Get(key);
-  if (!v.IsNumber()) throw std::invalid_argument(std::string(key) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(std::string(key) + " must be an integer");
-  return static_cast<int64_t>(d);
-}
-
-double number_option(const Napi::Object& o, const char* key, double fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  auto v = o.Get(key);
-  if (!v.IsNumber()) throw std::invalid_argument(std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool bool_option(const Napi::Object& o, const char* key, bool fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  auto v = o.Get(key);
-  if (!v.IsBoolean()) throw std::invalid_argument(std::string(key) + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
-std::string string_option(const Napi::Object& o, const char* key, const std::string& fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  auto v = o.Get(key);
-  if (!v.IsString()) throw std::invalid_argument(std::string(key) + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
-
-std::vector<int64_t> shape_of(const Napi::Value& value) {
-  if (!value.IsArray()) throw std::invalid_argument("shape must be an array of integers");
-  auto arr = value.As<Napi::Array>();
-  std::vector<int64_t> shape;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    Napi::Value d = arr[i];
-    if (!d.IsNumber()) throw std::invalid_argument("shape must be an array of integers");
-    double v = d.As<Napi::Number>().DoubleValue();
-    if (v < 0 || v != static_cast<double>(static_cast<int64_t>(v))) {
-      throw std::invalid_argument("shape must hold non-negative integers");
-    }
-    shape.push_back(static_cast<int64_t>(v));
-  }
-  return shape;
-}
-
-Napi::Array js_shape(Napi::Env env, at::IntArrayRef sizes) {
-  auto arr = Napi::Array::New(env, sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
-  return arr;
-}
-
-// safetensors dtype names <-> libtorch scalar types.
-at::ScalarType scalar_type_of(const std::string& dtype) {
-  if (dtype == "F32") return at::kFloat;
-  if (dtype == "F16") return at::kHalf;
-  if (dtype == "BF16") return at::kBFloat16;
-  if (dtype == "F64") return at::kDouble;
-  if (dtype == "I64") return at::kLong;
-  throw std::invalid_argument("unsupported tensor dtype '" + dtype + "' (supported: F32, F16, BF16, F64, I64)");
-}
-
-std::string dtype_name(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return "F32";
-    case at::kHalf: return "F16";
-    case at::kBFloat16: return "BF16";
-    case at::kDouble: return "F64";
-    case at::kLong: return "I64";
-    default: throw std::runtime_error(std::string("no safetensors name for dtype ") + c10::toString(t));
-  }
-}
-
-// ---- threads ---------------------------------------------------------------------------------
-
-std::atomic<int> g_num_threads{static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
-
-// libtorch's intra-op thread count is per thread under OpenMP: set it on each worker thread.
-void prepare_worker_thread() {
-  at::init_num_threads();
-  at::set_num_threads(g_num_threads.load());
-}
-
-torch::Device parse_device(const std::string& text) {
-  if (text == "cpu") return torch::Device(torch::kCPU);
-  if (text.rfind("cuda", 0) != 0) throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
-  torch::Device device(torch::kCUDA);
-  try {
-    device = torch::Device(text);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
-  }
-  if (!torch::cuda::is_available()) {
-    throw std::runtime_error("device '" + text + "' was requested but CUDA is not available: this libtorch (" +
-                             std::string(TORCH_VERSION) + ") has no CUDA support or no GPU is visible. Use device 'cpu'.");
-  }
-  const auto count = static_cast<int64_t>(torch::cuda::device_count());
-  if (device.has_index() && device.index() >= count) {
-    throw std::invalid_argument("device '" + text + "' does not exist: " + std::to_string(count) + " CUDA device(s) visible");
-  }
-  return device;
-}
-
-std::string short_type_name(const torch::nn::Module& m) {
-  std::string name = m.name();
-  const std::string ns = "torch::nn::";
-  if (name.rfind(ns, 0) == 0) name = name.substr(ns.size());
-  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
-  return name;
-}
 
 // ---- the model wrapper -----------------------------------------------------------------------
 
@@ -392,71 +250,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return info.Env().Undefined();
   }
 
-  friend class ForwardWorker;
   std::shared_ptr<xt::Network> net_;
   torch::Device device_{torch::kCPU};
   std::atomic<int> busy_{0};
-};
-
-// Runs a forward pass on a libuv worker thread; resolves with { shape, data: Float32Array }.
-class ForwardWorker : public Napi::AsyncWorker {
- public:
-  ForwardWorker(Napi::Env env, NativeModel* owner, std::shared_ptr<xt::Network> net, torch::Device device,
-                std::vector<float> input, std::vector<int64_t> shape)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        owner_(owner),
-        owner_ref_(Napi::Persistent(owner->Value())),
-        net_(std::move(net)),
-        device_(device),
-        input_(std::move(input)),
-        shape_(std::move(shape)) {
-    owner_->busy_++;
-  }
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      prepare_worker_thread();
-      torch::NoGradGuard no_grad;
-      auto x = torch::from_blob(input_.data(), shape_, torch::kFloat).to(device_);
-      auto logits = net_->forward_all(x).logits.to(torch::kCPU, torch::kFloat).contiguous();
-      out_shape_ = logits.sizes().vec();
-      output_.assign(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
-    } catch (const std::exception& e) {
-      SetError(message_of(e));
-    } catch (...) {
-      SetError("unknown native error in forward()");
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    owner_->busy_--;
-    auto data = Napi::Float32Array::New(env, output_.size());
-    if (!output_.empty()) std::memcpy(data.Data(), output_.data(), output_.size() * sizeof(float));
-    auto result = Napi::Object::New(env);
-    result.Set("shape", js_shape(env, out_shape_));
-    result.Set("data", data);
-    deferred_.Resolve(result);
-  }
-
-  void OnError(const Napi::Error& error) override {
-    owner_->busy_--;
-    deferred_.Reject(error.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  NativeModel* owner_;
-  Napi::ObjectReference owner_ref_;  // keeps the JS wrapper (and so owner_) alive until we finish
-  std::shared_ptr<xt::Network> net_;
-  torch::Device device_;
-  std::vector<float> input_;
-  std::vector<int64_t> shape_;
-  std::vector<int64_t> out_shape_;
-  std::vector<float> output_;
 };
 
 Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
@@ -475,11 +271,25 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
       throw std::invalid_argument("input data has " + std::to_string(data.ElementLength()) +
                                   " values but its shape needs " + std::to_string(numel));
     }
-    std::vector<float> input(data.Data(), data.Data() + data.ElementLength());
-    auto* worker = new ForwardWorker(info.Env(), this, net_, device_, std::move(input), shape);
-    auto promise = worker->Promise();
-    worker->Queue();
-    return promise;
+    // Copy the input now: the JS buffer may change or be collected while the worker runs. The
+    // task holds its own reference to the network, so dispose() cannot free it mid-pass.
+    auto input = torch::from_blob(data.Data(), shape, torch::kFloat).clone();
+    auto net = net_;
+    const auto device = device_;
+    busy_++;
+    return AsyncTask::Start(
+        info.Env(),
+        [net, device, input]() -> AsyncTask::Finish {
+          torch::NoGradGuard no_grad;
+          auto logits = net->forward_all(input.to(device)).logits.to(torch::kCPU, torch::kFloat).contiguous();
+          return [logits](Napi::Env env) -> Napi::Value {
+            auto result = Napi::Object::New(env);
+            result.Set("shape", js_shape(env, logits.sizes()));
+            result.Set("data", float32_array(env, logits));
+            return result;
+          };
+        },
+        [this] { busy_--; }, Value());
   });
 }
 
@@ -519,9 +329,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Define(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("NativeDataset", define_native_dataset(env));
   return exports;
 }
 
 }  // namespace
+}  // namespace xt::napi
 
-NODE_API_MODULE(xception_torch, Init)
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return xt::napi::Init(env, exports); }
+NODE_API_MODULE(xception_torch, InitAddon)

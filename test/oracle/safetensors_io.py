@@ -10,6 +10,8 @@ DTYPES = {
     "BF16": torch.bfloat16,
     "F64": torch.float64,
     "I64": torch.int64,
+    "I32": torch.int32,
+    "U8": torch.uint8,
 }
 NAMES = {v: k for k, v in DTYPES.items()}
 

@@ -1,0 +1,230 @@
+// Shared N-API plumbing of the addon's surface files (addon.cpp, addon_data.cpp): argument
+// helpers, error translation (an exception escaping into N-API would abort Node), and AsyncTask,
+// which runs libtorch work on a libuv worker thread and settles a promise on the JS thread.
+#pragma once
+
+#include <napi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <cstring>
+#include <vector>
+
+#include "torch_includes.h"
+
+namespace xt::napi {
+
+
+// ---- errors -------------------------------------------------------------------------------
+
+// User-facing text of an exception: c10 errors without their C++ backtrace.
+inline std::string message_of(const std::exception& e) {
+  if (auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
+  return e.what();
+}
+
+// Runs `body`, rethrowing any C++ exception as a JavaScript error.
+template <typename Body>
+auto guarded(Napi::Env env, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, message_of(e));
+  } catch (...) {
+    throw Napi::Error::New(env, "unknown native error");
+  }
+}
+
+// ---- argument helpers ------------------------------------------------------------------------
+
+inline int64_t int_option(const Napi::Object& o, const char* key, int64_t fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  auto v = o.Get(key);
+  if (!v.IsNumber()) throw std::invalid_argument(std::string(key) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(std::string(key) + " must be an integer");
+  return static_cast<int64_t>(d);
+}
+
+inline double number_option(const Napi::Object& o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  auto v = o.Get(key);
+  if (!v.IsNumber()) throw std::invalid_argument(std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+inline bool bool_option(const Napi::Object& o, const char* key, bool fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  auto v = o.Get(key);
+  if (!v.IsBoolean()) throw std::invalid_argument(std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+inline std::string string_option(const Napi::Object& o, const char* key, const std::string& fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  auto v = o.Get(key);
+  if (!v.IsString()) throw std::invalid_argument(std::string(key) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+inline std::vector<int64_t> shape_of(const Napi::Value& value) {
+  if (!value.IsArray()) throw std::invalid_argument("shape must be an array of integers");
+  auto arr = value.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value d = arr[i];
+    if (!d.IsNumber()) throw std::invalid_argument("shape must be an array of integers");
+    double v = d.As<Napi::Number>().DoubleValue();
+    if (v < 0 || v != static_cast<double>(static_cast<int64_t>(v))) {
+      throw std::invalid_argument("shape must hold non-negative integers");
+    }
+    shape.push_back(static_cast<int64_t>(v));
+  }
+  return shape;
+}
+
+inline Napi::Array js_shape(Napi::Env env, at::IntArrayRef sizes) {
+  auto arr = Napi::Array::New(env, sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
+  return arr;
+}
+
+// safetensors dtype names <-> libtorch scalar types.
+inline at::ScalarType scalar_type_of(const std::string& dtype) {
+  if (dtype == "F32") return at::kFloat;
+  if (dtype == "F16") return at::kHalf;
+  if (dtype == "BF16") return at::kBFloat16;
+  if (dtype == "F64") return at::kDouble;
+  if (dtype == "I64") return at::kLong;
+  throw std::invalid_argument("unsupported tensor dtype '" + dtype + "' (supported: F32, F16, BF16, F64, I64)");
+}
+
+inline std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "F32";
+    case at::kHalf: return "F16";
+    case at::kBFloat16: return "BF16";
+    case at::kDouble: return "F64";
+    case at::kLong: return "I64";
+    default: throw std::runtime_error(std::string("no safetensors name for dtype ") + c10::toString(t));
+  }
+}
+
+// ---- threads ---------------------------------------------------------------------------------
+
+inline std::atomic<int> g_num_threads{static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
+
+// libtorch's intra-op thread count is per thread under OpenMP: set it on each worker thread.
+inline void prepare_worker_thread() {
+  at::init_num_threads();
+  at::set_num_threads(g_num_threads.load());
+}
+
+inline torch::Device parse_device(const std::string& text) {
+  if (text == "cpu") return torch::Device(torch::kCPU);
+  if (text.rfind("cuda", 0) != 0) throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
+  torch::Device device(torch::kCUDA);
+  try {
+    device = torch::Device(text);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
+  }
+  if (!torch::cuda::is_available()) {
+    throw std::runtime_error("device '" + text + "' was requested but CUDA is not available: this libtorch (" +
+                             std::string(TORCH_VERSION) + ") has no CUDA support or no GPU is visible. Use device 'cpu'.");
+  }
+  const auto count = static_cast<int64_t>(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count) {
+    throw std::invalid_argument("device '" + text + "' does not exist: " + std::to_string(count) + " CUDA device(s) visible");
+  }
+  return device;
+}
+
+inline std::string short_type_name(const torch::nn::Module& m) {
+  std::string name = m.name();
+  const std::string ns = "torch::nn::";
+  if (name.rfind(ns, 0) == 0) name = name.substr(ns.size());
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
+  return name;
+}
+
+// ---- async work -------------------------------------------------------------------------------
+
+// Runs `work` on a libuv worker thread (with libtorch's thread count set there). `work` returns
+// the function that builds the JS result, which runs back on the JS thread; a C++ exception
+// rejects the promise with its message. `done` runs on the JS thread either way.
+class AsyncTask : public Napi::AsyncWorker {
+ public:
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+  using Work = std::function<Finish()>;
+
+  AsyncTask(Napi::Env env, Work work, std::function<void()> done = {})
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+
+  // Queues the task and returns its promise; `owner` (a wrapped native object whose members
+  // `done` touches) is kept alive until the task settles. Napi::AsyncWorker deletes itself when
+  // it completes.
+  static Napi::Promise Start(Napi::Env env, Work work, std::function<void()> done = {},
+                             Napi::Object owner = Napi::Object()) {
+    auto* task = new AsyncTask(env, std::move(work), std::move(done));
+    if (!owner.IsEmpty()) task->keep_alive_ = Napi::Persistent(owner);
+    auto promise = task->deferred_.Promise();
+    task->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      prepare_worker_thread();
+      finish_ = work_();
+    } catch (const std::exception& e) {
+      SetError(message_of(e));
+    } catch (...) {
+      SetError("unknown native error");
+    }
+  }
+
+  void OnOK() override {
+    if (done_) done_();
+    try {
+      deferred_.Resolve(finish_(Env()));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(Env(), message_of(e)).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& error) override {
+    if (done_) done_();
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  std::function<void()> done_;
+  Finish finish_;
+  Napi::ObjectReference keep_alive_;
+};
+
+inline Napi::Float32Array float32_array(Napi::Env env, const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
+  auto out = Napi::Float32Array::New(env, static_cast<size_t>(c.numel()));
+  if (c.numel()) std::memcpy(out.Data(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
+  return out;
+}
+
+// Defined in addon_data.cpp.
+Napi::Function define_native_dataset(Napi::Env env);
+
+}  // namespace xt::napi
