@@ -50,6 +50,7 @@ export interface NativePreprocessing {
   flip?: boolean;
   mean?: readonly number[];
   std?: readonly number[];
+  strategy?: 'auto' | 'per-image' | 'batched';
 }
 
 export type NativeAugmentation = { seed: number } | { offsets: Int32Array; flips: Uint8Array };

@@ -32,6 +32,11 @@ Preprocessing preprocessing_of(const Napi::Value& value) {
   p.flip = bool_option(o, "flip", p.flip);
   p.mean = triple_option(o, "mean", p.mean);
   p.std = triple_option(o, "std", p.std);
+  const auto strategy = string_option(o, "strategy", "auto");
+  if (strategy == "auto") p.strategy = Preprocessing::Strategy::Auto;
+  else if (strategy == "per-image") p.strategy = Preprocessing::Strategy::PerImage;
+  else if (strategy == "batched") p.strategy = Preprocessing::Strategy::Batched;
+  else throw std::invalid_argument("strategy must be 'auto', 'per-image' or 'batched'");
   return p;
 }
 

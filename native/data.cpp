@@ -46,32 +46,98 @@ torch::Tensor ImageStore::labels(const torch::Tensor& indices) const {
   return labels_.index_select(0, indices.to(device_, torch::kLong));
 }
 
-torch::Tensor ImageStore::gather_resized(const torch::Tensor& indices, int64_t size) const {
-  auto x = images_.index_select(0, indices.to(device_, torch::kLong)).to(torch::kFloat);
-  if (size != x.size(2)) {
-    // torchvision resizes uint8 tensors in float and rounds back to uint8.
-    x = F::interpolate(x, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{size, size})
-                              .mode(torch::kBilinear)
-                              .align_corners(false))
-            .round_();
-  }
-  return x;
+namespace {
+
+// torchvision resizes uint8 tensors in float (bilinear, align_corners=False); the rounding back to
+// integers happens after the crop, which commutes with it.
+torch::Tensor resize_float(torch::Tensor x, int64_t size) {
+  if (size == x.size(-1)) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{size, size})
+                               .mode(torch::kBilinear)
+                               .align_corners(false));
 }
 
-torch::Tensor ImageStore::normalise(torch::Tensor x, const Preprocessing& p) const {
+// ToTensor's scaling and Normalize, in torchvision's order of operations. x: [..., 3, H, W].
+torch::Tensor normalise_(torch::Tensor x, const torch::Tensor& mean, const torch::Tensor& std) {
+  return x.round_().div_(255.0).sub_(mean).div_(std);
+}
+
+}  // namespace
+
+torch::Tensor ImageStore::assemble(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                                   const torch::Tensor& flips, const Preprocessing& p) const {
+  if (p.strategy == Preprocessing::Strategy::PerImage && !device_.is_cpu()) {
+    throw std::invalid_argument("the 'per-image' strategy runs on the CPU only; use 'batched' or 'auto' on " + device_.str());
+  }
+  const bool per_image = p.strategy == Preprocessing::Strategy::PerImage ||
+                         (p.strategy == Preprocessing::Strategy::Auto && device_.is_cpu());
+  return per_image ? assemble_per_image(indices, resize, offsets, flips, p)
+                   : assemble_batched(indices, resize, offsets, flips, p);
+}
+
+torch::Tensor ImageStore::assemble_per_image(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                                             const torch::Tensor& flips, const Preprocessing& p) const {
+  const int64_t batch = indices.size(0);
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device_);
+  auto out = torch::empty({batch, images_.size(1), p.crop, p.crop}, opts);
+  auto source = images_.index_select(0, indices.to(device_, torch::kLong));
+  auto offsets_cpu = offsets.to(torch::kCPU, torch::kLong).contiguous();
+  auto flips_cpu = flips.to(torch::kCPU, torch::kBool).contiguous();
+  const auto* off = offsets_cpu.data_ptr<int64_t>();
+  const auto* flip = flips_cpu.data_ptr<bool>();
+  const int64_t channels = images_.size(1);
+  const int64_t crop = p.crop;
+  // One image at a time keeps the resized image in cache; images run in parallel across threads
+  // (ops inside a parallel region are single-threaded).
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      auto x = resize_float(source[b].unsqueeze(0).to(torch::kFloat), resize)[0].contiguous();
+      const float* src = x.data_ptr<float>();
+      float* dst = out[b].data_ptr<float>();
+      const int64_t side = x.size(2);
+      // Crop, flip, round and normalise in one pass, with torchvision's float32 arithmetic:
+      // round -> / 255 -> - mean -> / std.
+      for (int64_t ch = 0; ch < channels; ++ch) {
+        const float mean = static_cast<float>(p.mean[ch]);
+        const float std = static_cast<float>(p.std[ch]);
+        for (int64_t r = 0; r < crop; ++r) {
+          const float* row = src + (ch * side + off[2 * b] + r) * side + off[2 * b + 1];
+          float* o = dst + (ch * crop + r) * crop;
+          for (int64_t c = 0; c < crop; ++c) {
+            const float v = row[flip[b] ? crop - 1 - c : c];
+            o[c] = (std::nearbyint(v) / 255.0f - mean) / std;
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+torch::Tensor ImageStore::assemble_batched(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                                           const torch::Tensor& flips, const Preprocessing& p) const {
+  const int64_t batch = indices.size(0);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device_);
+  auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
   auto mean = torch::tensor({p.mean[0], p.mean[1], p.mean[2]}, torch::kDouble).to(opts).view({1, 3, 1, 1});
   auto std = torch::tensor({p.std[0], p.std[1], p.std[2]}, torch::kDouble).to(opts).view({1, 3, 1, 1});
-  return x.div_(255.0).sub_(mean).div_(std);
+  auto x = resize_float(images_.index_select(0, indices.to(device_, torch::kLong)).to(torch::kFloat), resize);
+  auto off = offsets.to(long_opts);
+  auto steps = torch::arange(p.crop, long_opts);
+  auto rows = off.index({Slice(), Slice(0, 1)}) + steps;  // [B, crop]
+  auto cols = off.index({Slice(), Slice(1, 2)}) + torch::where(flips.to(device_, torch::kBool).view({-1, 1}), steps.flip(0), steps);
+  auto b = torch::arange(batch, long_opts).view({-1, 1, 1});
+  // Advanced indexing puts the broadcast [B, crop, crop] first and the channel slice last.
+  x = x.index({b, Slice(), rows.view({batch, p.crop, 1}), cols.view({batch, 1, p.crop})});
+  return normalise_(x.permute({0, 3, 1, 2}).contiguous(), mean, std);
 }
 
 torch::Tensor ImageStore::eval_batch(const torch::Tensor& indices, const Preprocessing& p) const {
-  auto x = gather_resized(indices, p.eval_resize);
   // torchvision's CenterCrop: offsets round((size - crop) / 2), Python rounding (half to even).
   const auto offset = static_cast<int64_t>(std::nearbyint((p.eval_resize - p.crop) / 2.0));
-  x = x.index({Slice(), Slice(), Slice(offset, offset + p.crop), Slice(offset, offset + p.crop)});
-  return normalise(x.contiguous(), p);
+  const int64_t batch = indices.size(0);
+  return assemble(indices, p.eval_resize, torch::full({batch, 2}, offset, torch::kLong), torch::zeros({batch}, torch::kBool), p);
 }
 
 torch::Tensor ImageStore::train_batch(const torch::Tensor& indices, const Preprocessing& p, const Augmentation& a) const {
@@ -83,17 +149,7 @@ torch::Tensor ImageStore::train_batch(const torch::Tensor& indices, const Prepro
   if (batch > 0 && (a.offsets.min().item<int64_t>() < 0 || a.offsets.max().item<int64_t>() > limit)) {
     throw std::invalid_argument("crop offsets must lie in [0, " + std::to_string(limit) + "]");
   }
-  auto x = gather_resized(indices, p.train_resize);
-  auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
-  auto offsets = a.offsets.to(long_opts);
-  auto flips = a.flips.to(device_, torch::kBool);
-  auto steps = torch::arange(p.crop, long_opts);
-  auto rows = offsets.index({Slice(), Slice(0, 1)}) + steps;                              // [B, crop]
-  auto cols = offsets.index({Slice(), Slice(1, 2)}) + torch::where(flips.view({-1, 1}), steps.flip(0), steps);
-  auto b = torch::arange(batch, long_opts).view({-1, 1, 1});
-  // Advanced indexing puts the broadcast [B, crop, crop] first and the channel slice last.
-  x = x.index({b, Slice(), rows.view({batch, p.crop, 1}), cols.view({batch, 1, p.crop})});
-  return normalise(x.permute({0, 3, 1, 2}).contiguous(), p);
+  return assemble(indices, p.train_resize, a.offsets, a.flips, p);
 }
 
 Augmentation ImageStore::sample_augmentation(int64_t batch, const Preprocessing& p, at::Generator& generator) const {

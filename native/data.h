@@ -18,6 +18,10 @@ struct Preprocessing {
   bool flip = true;
   std::array<double, 3> mean{0.485, 0.456, 0.406};
   std::array<double, 3> std{0.229, 0.224, 0.225};
+  // How a batch is assembled: image by image in parallel with one fused pass per image (CPU
+  // only, cache-friendly), or with whole-batch ops (fewest kernel launches, best on GPU). Auto
+  // picks by device; both give the same values.
+  enum class Strategy { Auto, PerImage, Batched } strategy = Strategy::Auto;
 
   // Throws std::invalid_argument when the sizes cannot work together for `image_size` inputs.
   void validate(int64_t image_size) const;
@@ -48,8 +52,13 @@ class ImageStore {
   Augmentation sample_augmentation(int64_t batch, const Preprocessing& p, at::Generator& generator) const;
 
  private:
-  torch::Tensor gather_resized(const torch::Tensor& indices, int64_t size) const;
-  torch::Tensor normalise(torch::Tensor x, const Preprocessing& p) const;
+  // Resize to `resize`, crop at per-image offsets [B, 2] with flips [B], round, scale, normalise.
+  torch::Tensor assemble(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                         const torch::Tensor& flips, const Preprocessing& p) const;
+  torch::Tensor assemble_per_image(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                                   const torch::Tensor& flips, const Preprocessing& p) const;
+  torch::Tensor assemble_batched(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
+                                 const torch::Tensor& flips, const Preprocessing& p) const;
 
   torch::Tensor images_;
   torch::Tensor labels_;

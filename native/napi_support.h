@@ -217,11 +217,23 @@ class AsyncTask : public Napi::AsyncWorker {
   Napi::ObjectReference keep_alive_;
 };
 
+// A Float32Array over a float tensor's memory, without a copy: the ArrayBuffer keeps the tensor
+// alive and releases it when collected (its size is reported to V8 so GC sees the pressure).
 inline Napi::Float32Array float32_array(Napi::Env env, const torch::Tensor& t) {
   auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
-  auto out = Napi::Float32Array::New(env, static_cast<size_t>(c.numel()));
-  if (c.numel()) std::memcpy(out.Data(), c.data_ptr<float>(), static_cast<size_t>(c.numel()) * sizeof(float));
-  return out;
+  const size_t count = static_cast<size_t>(c.numel());
+  if (count == 0) return Napi::Float32Array::New(env, 0);
+  const auto bytes = static_cast<int64_t>(count * sizeof(float));
+  auto* owner = new torch::Tensor(c);
+  auto buffer = Napi::ArrayBuffer::New(
+      env, c.data_ptr<float>(), static_cast<size_t>(bytes),
+      [bytes](Napi::Env finalizer_env, void*, torch::Tensor* tensor) {
+        delete tensor;
+        Napi::MemoryManagement::AdjustExternalMemory(finalizer_env, -bytes);
+      },
+      owner);
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return Napi::Float32Array::New(env, count, buffer, 0);
 }
 
 // Defined in addon_data.cpp.

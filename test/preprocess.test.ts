@@ -41,8 +41,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 /** torchvision's eval and train (at the given offsets and flips) outputs for the images. */
 async function torchvisionReference(set: ImageSet, offsets: Int32Array, flips: Uint8Array, sizes: { resize: number; evalResize: number; crop: number }) {
   requirePythonTorch();
-  const input = path.join(dir, `in-${sizes.resize}-${sizes.crop}.safetensors`);
-  const out = path.join(dir, `out-${sizes.resize}-${sizes.crop}.safetensors`);
+  const input = path.join(dir, `in-${sizes.resize}-${sizes.crop}-${Math.random()}.safetensors`);
+  const out = path.join(dir, `out-${sizes.resize}-${sizes.crop}-${Math.random()}.safetensors`);
   await writeSafetensors(input, [
     ['images', { dtype: 'U8', shape: [set.count, 3, set.height, set.width], data: set.images }],
     ['offsets', { dtype: 'I32', shape: [set.count, 2], data: new Uint8Array(offsets.buffer) }],
@@ -57,8 +57,10 @@ async function torchvisionReference(set: ImageSet, offsets: Int32Array, flips: U
 }
 
 describe.each([
-  { label: 'the reference setup (32 -> 320, crop 299; eval 32 -> 299)', resize: 320, evalResize: 299, crop: 299 },
-  { label: 'a small setup (32 -> 40, crop 36; eval 32 -> 38, center crop 36)', resize: 40, evalResize: 38, crop: 36 },
+  { label: 'the reference setup (32 -> 320, crop 299; eval 32 -> 299)', resize: 320, evalResize: 299, crop: 299, strategy: 'per-image' as const },
+  { label: 'the reference setup, whole-batch ops (the GPU path)', resize: 320, evalResize: 299, crop: 299, strategy: 'batched' as const },
+  { label: 'a small setup (32 -> 40, crop 36; eval 32 -> 38, center crop 36)', resize: 40, evalResize: 38, crop: 36, strategy: 'auto' as const },
+  { label: 'a small setup, whole-batch ops', resize: 40, evalResize: 38, crop: 36, strategy: 'batched' as const },
 ])('$label', (sizes) => {
   const set = makeImages(6);
   const dataset = DeviceDataset.fromImageSet(set, 'cpu');

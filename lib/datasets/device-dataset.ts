@@ -16,6 +16,9 @@ export interface Preprocessing {
   /** Per-channel normalisation after scaling to [0, 1]. Default ImageNet's. */
   mean?: readonly [number, number, number];
   std?: readonly [number, number, number];
+  /** How batches are assembled: 'per-image' (parallel over images; the CPU default) or 'batched'
+   * (whole-batch ops; the GPU default). Both give the same values. Default 'auto'. */
+  strategy?: 'auto' | 'per-image' | 'batched';
 }
 
 /** The reference setup: train 32 -> 320, random crop 299, flip; evaluation 32 -> 299, center crop 299. */
@@ -26,6 +29,7 @@ export const REFERENCE_PREPROCESSING: Readonly<Required<Preprocessing>> = Object
   flip: true,
   mean: [0.485, 0.456, 0.406] as const,
   std: [0.229, 0.224, 0.225] as const,
+  strategy: 'auto',
 });
 
 export function resolvePreprocessing(p: Preprocessing = {}): Required<Preprocessing> {
@@ -38,6 +42,7 @@ export function resolvePreprocessing(p: Preprocessing = {}): Required<Preprocess
     flip: p.flip ?? REFERENCE_PREPROCESSING.flip,
     mean: p.mean ?? REFERENCE_PREPROCESSING.mean,
     std: p.std ?? REFERENCE_PREPROCESSING.std,
+    strategy: p.strategy ?? 'auto',
   };
 }
 
