@@ -2,6 +2,7 @@
 // The `xception-torch` command. It parses options, calls the library, and prints; errors in the
 // user's input exit with code 2, other failures with 1, each as one line without a stack trace.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ensureCifar10, readCifar10Folder } from './datasets/cifar10';
 import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
 import { formatSummaryTable } from './report/summary-table';
 import { runtimeInfo, setNumThreads } from './runtime';
@@ -90,6 +91,18 @@ function buildProgram(): Command {
         ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
       ];
       for (const [k, v] of lines) console.log(`${k.padEnd(15)} ${v}`);
+    });
+
+  program
+    .command('download')
+    .description('download CIFAR-10 (checked against its MD5) into the cache or --data-dir, unless it is already there')
+    .option('--data-dir <dir>', 'folder holding cifar-10-batches-bin/, or that folder itself (default: the cache, ~/.cache/xception-torch)')
+    .option('--quiet', 'no progress output')
+    .action(async (opts) => {
+      const folder = await ensureCifar10({ dataDir: opts.dataDir, quiet: opts.quiet });
+      const { classNames, train, test } = await readCifar10Folder(folder);
+      console.log(`CIFAR-10 in ${folder}`);
+      console.log(`train ${train.count} images, test ${test.count} images, ${classNames.length} classes: ${classNames.join(', ')}`);
     });
 
   return program;

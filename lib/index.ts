@@ -7,3 +7,17 @@ export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetenso
 export type { SafetensorsTensor, SafetensorsFile, SafetensorsDtype } from './safetensors';
 export { runtimeInfo, setNumThreads } from './runtime';
 export type { RuntimeInfo } from './runtime';
+export {
+  CIFAR10_URL, CIFAR10_MD5, CIFAR10_ARCHIVE, CIFAR10_FOLDER, CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE, CIFAR10_META_FILE,
+  CIFAR10_CLASSES, CIFAR10_IMAGE_BYTES, CIFAR10_RECORD_BYTES,
+  parseCifar10Batch, parseCifar10Meta, readCifar10Folder, resolveCifar10Dir, ensureCifar10, loadCifar10,
+  splitTrainVal, selectImages, concatImageSets,
+  SYNTHETIC_CLASS_NAMES, generateSyntheticImages, createSyntheticDataset, writeCifar10Binary, writeCifar10Archive,
+} from './datasets';
+export type {
+  ImageSet, DatasetSplits, EnsureCifar10Options, LoadCifar10Options, SyntheticDatasetOptions, Cifar10Data, WriteCifar10Options,
+} from './datasets';
+export { createRng, permutation } from './random';
+export { defaultCacheDir } from './cache-dir';
+export { DeviceDataset, REFERENCE_PREPROCESSING } from './datasets';
+export type { Preprocessing, Batch, Augmentation } from './datasets';

@@ -9,9 +9,9 @@
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import extract from 'extract-zip';
+import { defaultCacheDir } from '../lib/cache-dir';
 import { download } from '../lib/download';
 
 export interface LibtorchLocation {
@@ -102,12 +102,6 @@ function defaultRunCommand(cmd: string, args: string[]): CommandResult {
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr || (r.error ? r.error.message : '') };
-}
-
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.XCEPTION_TORCH_CACHE) return path.resolve(env.XCEPTION_TORCH_CACHE);
-  if (env.XDG_CACHE_HOME) return path.join(path.resolve(env.XDG_CACHE_HOME), 'xception-torch');
-  return path.join(env.HOME || os.homedir(), '.cache', 'xception-torch');
 }
 
 const isFile = (p: string): boolean => {
