@@ -58,6 +58,16 @@ torch::Tensor resize_float(torch::Tensor x, int64_t size) {
                                .align_corners(false));
 }
 
+// Round half to even (torch.round) for 0 <= v < 2^23: adding and subtracting 2^23 leaves the
+// float rounded in the default rounding mode (IEEE arithmetic: the compiler may not fold the
+// pair without -ffast-math). Unlike nearbyintf it needs no libm call, so the loop vectorises.
+inline float round_half_even(float v) {
+  constexpr float kMagic = 8388608.0f;  // 2^23
+  return (v + kMagic) - kMagic;
+}
+
+inline float normalise_pixel(float v, float mean, float std) { return (round_half_even(v) / 255.0f - mean) / std; }
+
 // ToTensor's scaling and Normalize, in torchvision's order of operations. x: [..., 3, H, W].
 torch::Tensor normalise_(torch::Tensor x, const torch::Tensor& mean, const torch::Tensor& std) {
   return x.round_().div_(255.0).sub_(mean).div_(std);
@@ -97,16 +107,18 @@ torch::Tensor ImageStore::assemble_per_image(const torch::Tensor& indices, int64
       float* dst = out[b].data_ptr<float>();
       const int64_t side = x.size(2);
       // Crop, flip, round and normalise in one pass, with torchvision's float32 arithmetic:
-      // round -> / 255 -> - mean -> / std.
+      // round (half to even) -> / 255 -> - mean -> / std.
+      const bool flipped = flip[b];
       for (int64_t ch = 0; ch < channels; ++ch) {
         const float mean = static_cast<float>(p.mean[ch]);
         const float std = static_cast<float>(p.std[ch]);
         for (int64_t r = 0; r < crop; ++r) {
           const float* row = src + (ch * side + off[2 * b] + r) * side + off[2 * b + 1];
           float* o = dst + (ch * crop + r) * crop;
-          for (int64_t c = 0; c < crop; ++c) {
-            const float v = row[flip[b] ? crop - 1 - c : c];
-            o[c] = (std::nearbyint(v) / 255.0f - mean) / std;
+          if (flipped) {
+            for (int64_t c = 0; c < crop; ++c) o[c] = normalise_pixel(row[crop - 1 - c], mean, std);
+          } else {
+            for (int64_t c = 0; c < crop; ++c) o[c] = normalise_pixel(row[c], mean, std);
           }
         }
       }
