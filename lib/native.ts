@@ -70,6 +70,60 @@ export interface NativeDatasetHandle {
   batch(indices: Int32Array, options: NativePreprocessing, augment?: NativeAugmentation): Promise<NativeBatch>;
 }
 
+/** Progress reported from the training loop (every few batches). */
+export interface NativeTrainProgress {
+  epoch: number;
+  batch: number;
+  batches: number;
+  images: number;
+  loss: number;
+  accuracy: number;
+  seconds: number;
+  lr: number;
+  lossScale: number;
+}
+
+export interface NativeEpochResult {
+  completed: boolean;
+  images: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  seconds: number;
+  lr: number;
+  lossScale: number;
+  skippedSteps: number;
+}
+
+export interface NativeEvalResult {
+  loss: number;
+  accuracy: number;
+  images: number;
+  /** Row-major [classes x classes]: rows are true classes, columns predictions. */
+  confusion: Float64Array;
+}
+
+export interface NativeTrainState {
+  position: { epoch: number; nextBatch: number; lossSum: number; correct: number; seen: number; seconds: number };
+  optimizerSteps: number;
+  scaler: { scale: number; growthTracker: number; skippedSteps: number };
+  optimizer: NativeTensor[];
+}
+
+export interface NativeTrainerHandle {
+  trainEpoch(onProgress?: (p: NativeTrainProgress) => void): Promise<NativeEpochResult>;
+  stop(): void;
+  evaluate(dataset: NativeDatasetHandle, batchSize: number, numClasses: number): Promise<NativeEvalResult>;
+  batchesPerEpoch(): number;
+  getState(): NativeTrainState;
+  setState(state: Omit<NativeTrainState, 'optimizer'> & { optimizer: NativeTensorInput[] }): void;
+}
+
+export interface FloatTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
 export interface NativeInfo {
   torchVersion: string;
   torchVersionMajor: number;
@@ -85,6 +139,17 @@ export interface NativeInfo {
 export interface NativeAddon {
   NativeModel: new (name: string, options: object) => NativeModelHandle;
   NativeDataset: new (images: Uint8Array, labels: Uint8Array, shape: number[], device: string) => NativeDatasetHandle;
+  NativeTrainer: new (model: NativeModelHandle, train: NativeDatasetHandle, config: object) => NativeTrainerHandle;
+  /** One step of the training loop's Adam/AdamW on the CPU (for checks against torch.optim). */
+  adamStep(args: {
+    params: FloatTensor[]; grads: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number;
+    lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; decoupled?: boolean;
+  }): { params: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number };
+  /** The training loop's GradScaler unscale + update around one step, on the CPU. */
+  gradScalerStep(args: {
+    grads: FloatTensor[]; scale: number; growthTracker: number; skippedSteps: number;
+    growthFactor?: number; backoffFactor?: number; growthInterval?: number;
+  }): { grads: FloatTensor[]; foundInf: boolean; scale: number; growthTracker: number; skippedSteps: number };
   info(): NativeInfo;
   setNumThreads(threads: number): void;
 }

@@ -16,7 +16,7 @@ namespace {
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
+    auto constructor = DefineClass(env, "NativeModel",
                        {
                            InstanceMethod<&NativeModel::ParameterCount>("parameterCount"),
                            InstanceMethod<&NativeModel::StateDictInfo>("stateDictInfo"),
@@ -31,7 +31,22 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::MinInputSize>("minInputSize"),
                            InstanceMethod<&NativeModel::Dispose>("dispose"),
                        });
+    constructor_ = Napi::Persistent(constructor);
+    return constructor;
   }
+
+  static NativeModel* from(const Napi::Value& value) {
+    if (!value.IsObject() || constructor_.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor_.Value())) {
+      throw std::invalid_argument("expected a model");
+    }
+    return Unwrap(value.As<Napi::Object>());
+  }
+
+  ModelAccess access() {
+    if (!net_) throw std::runtime_error("this model was disposed");
+    return ModelAccess{net_, device_, &busy_};
+  }
+
 
   NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     guarded(info.Env(), [&] {
@@ -250,10 +265,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return info.Env().Undefined();
   }
 
+  static Napi::FunctionReference constructor_;
   std::shared_ptr<xt::Network> net_;
   torch::Device device_{torch::kCPU};
   std::atomic<int> busy_{0};
 };
+
+Napi::FunctionReference NativeModel::constructor_;
 
 Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -330,10 +348,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("NativeDataset", define_native_dataset(env));
+  exports.Set("NativeTrainer", define_native_trainer(env));
+  define_optimizer_steps(env, exports);
   return exports;
 }
 
 }  // namespace
+
+ModelAccess model_access(const Napi::Value& value) { return NativeModel::from(value)->access(); }
+
 }  // namespace xt::napi
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return xt::napi::Init(env, exports); }

@@ -49,12 +49,21 @@ T typed_array_arg(const Napi::Value& v, napi_typedarray_type type, const char* w
 class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeDataset",
-                       {
-                           InstanceMethod<&NativeDataset::Size>("size"),
-                           InstanceMethod<&NativeDataset::DeviceName>("device"),
-                           InstanceMethod<&NativeDataset::Batch>("batch"),
-                       });
+    auto constructor = DefineClass(env, "NativeDataset",
+                                   {
+                                       InstanceMethod<&NativeDataset::Size>("size"),
+                                       InstanceMethod<&NativeDataset::DeviceName>("device"),
+                                       InstanceMethod<&NativeDataset::Batch>("batch"),
+                                   });
+    constructor_ = Napi::Persistent(constructor);
+    return constructor;
+  }
+
+  static std::shared_ptr<ImageStore> store_of(const Napi::Value& value) {
+    if (!value.IsObject() || constructor_.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor_.Value())) {
+      throw std::invalid_argument("expected a dataset");
+    }
+    return Unwrap(value.As<Napi::Object>())->store_;
   }
 
   // new NativeDataset(images: Uint8Array, labels: Uint8Array, shape: [N, C, H, W], device)
@@ -163,11 +172,15 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
     });
   }
 
+  static Napi::FunctionReference constructor_;
   std::shared_ptr<ImageStore> store_;
 };
+
+Napi::FunctionReference NativeDataset::constructor_;
 
 }  // namespace
 
 Napi::Function define_native_dataset(Napi::Env env) { return NativeDataset::Define(env); }
+std::shared_ptr<ImageStore> image_store_of(const Napi::Value& value) { return NativeDataset::store_of(value); }
 
 }  // namespace xt::napi

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <vector>
 
+#include "data.h"
+#include "network.h"
 #include "torch_includes.h"
 
 namespace xt::napi {
@@ -236,7 +238,21 @@ inline Napi::Float32Array float32_array(Napi::Env env, const torch::Tensor& t) {
   return Napi::Float32Array::New(env, count, buffer, 0);
 }
 
+// A model as the trainer sees it: the network, its device, and the counter that keeps the model
+// from being changed while work runs on it (defined in addon.cpp).
+struct ModelAccess {
+  std::shared_ptr<xt::Network> net;
+  torch::Device device;
+  std::atomic<int>* busy;
+};
+ModelAccess model_access(const Napi::Value& value);  // throws unless value is a NativeModel
+
 // Defined in addon_data.cpp.
 Napi::Function define_native_dataset(Napi::Env env);
+std::shared_ptr<xt::ImageStore> image_store_of(const Napi::Value& value);  // throws unless a NativeDataset
+
+// Defined in addon_training.cpp.
+Napi::Function define_native_trainer(Napi::Env env);
+void define_optimizer_steps(Napi::Env env, Napi::Object exports);
 
 }  // namespace xt::napi

@@ -6,3 +6,4 @@
 #include <torch/version.h>
 #include <torch/cuda.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>

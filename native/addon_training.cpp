@@ -1,0 +1,422 @@
+// The N-API surface of training: NativeTrainer runs epochs and evaluations of a model on a
+// dataset on a worker thread, reports progress through a thread-safe function, and exposes the
+// optimizer, scaler and position state that checkpoints save.
+#include <memory>
+
+#include "napi_support.h"
+#include "training.h"
+
+namespace xt::napi {
+namespace {
+
+AmpMode amp_of(const std::string& text) {
+  if (text == "off") return AmpMode::Off;
+  if (text == "fp16") return AmpMode::FP16;
+  if (text == "bf16") return AmpMode::BF16;
+  throw std::invalid_argument("amp must be 'off', 'fp16' or 'bf16'; got '" + text + "'");
+}
+
+Preprocessing preprocessing_from(const Napi::Object& o) {
+  Preprocessing p;
+  p.train_resize = int_option(o, "resize", p.train_resize);
+  p.eval_resize = int_option(o, "evalResize", p.eval_resize);
+  p.crop = int_option(o, "crop", p.crop);
+  p.flip = bool_option(o, "flip", p.flip);
+  if (o.Has("mean") || o.Has("std")) {
+    auto triple = [&](const char* key, std::array<double, 3>& out) {
+      if (!o.Has(key) || o.Get(key).IsUndefined()) return;
+      auto arr = o.Get(key).As<Napi::Array>();
+      if (!o.Get(key).IsArray() || arr.Length() != 3) throw std::invalid_argument(std::string(key) + " must be three numbers");
+      for (uint32_t i = 0; i < 3; ++i) out[i] = arr.Get(i).As<Napi::Number>().DoubleValue();
+    };
+    triple("mean", p.mean);
+    triple("std", p.std);
+  }
+  return p;
+}
+
+TrainConfig config_of(const Napi::Object& o) {
+  TrainConfig c;
+  c.batch_size = int_option(o, "batchSize", c.batch_size);
+  c.epochs = int_option(o, "epochs", c.epochs);
+  c.optimizer.lr = number_option(o, "lr", c.optimizer.lr);
+  c.optimizer.beta1 = number_option(o, "beta1", c.optimizer.beta1);
+  c.optimizer.beta2 = number_option(o, "beta2", c.optimizer.beta2);
+  c.optimizer.eps = number_option(o, "eps", c.optimizer.eps);
+  c.optimizer.weight_decay = number_option(o, "weightDecay", c.optimizer.weight_decay);
+  const auto optimizer = string_option(o, "optimizer", "adam");
+  if (optimizer != "adam" && optimizer != "adamw") throw std::invalid_argument("optimizer must be 'adam' or 'adamw'");
+  c.optimizer.decoupled_weight_decay = optimizer == "adamw";
+  const auto schedule = string_option(o, "schedule", "constant");
+  if (schedule != "constant" && schedule != "cosine") throw std::invalid_argument("schedule must be 'constant' or 'cosine'");
+  c.cosine_schedule = schedule == "cosine";
+  c.label_smoothing = number_option(o, "labelSmoothing", c.label_smoothing);
+  c.aux_loss_weight = number_option(o, "auxLossWeight", c.aux_loss_weight);
+  c.amp = amp_of(string_option(o, "amp", "off"));
+  c.seed = static_cast<uint64_t>(int_option(o, "seed", 0));
+  c.channels_last = bool_option(o, "channelsLast", c.channels_last);
+  c.progress_every = std::max<int64_t>(1, int_option(o, "progressEvery", c.progress_every));
+  if (o.Has("scaler") && o.Get("scaler").IsObject()) {
+    auto s = o.Get("scaler").As<Napi::Object>();
+    c.scaler.enabled = bool_option(s, "enabled", c.scaler.enabled);
+    c.scaler.init_scale = number_option(s, "initScale", c.scaler.init_scale);
+    c.scaler.growth_factor = number_option(s, "growthFactor", c.scaler.growth_factor);
+    c.scaler.backoff_factor = number_option(s, "backoffFactor", c.scaler.backoff_factor);
+    c.scaler.growth_interval = int_option(s, "growthInterval", c.scaler.growth_interval);
+  } else {
+    c.scaler.enabled = false;
+  }
+  if (o.Has("preprocessing") && o.Get("preprocessing").IsObject()) c.preprocessing = preprocessing_from(o.Get("preprocessing").As<Napi::Object>());
+  if (c.label_smoothing < 0 || c.label_smoothing >= 1) throw std::invalid_argument("labelSmoothing must be in [0, 1)");
+  if (c.aux_loss_weight < 0) throw std::invalid_argument("auxLossWeight must be >= 0");
+  return c;
+}
+
+Napi::Object tensor_entry(Napi::Env env, const std::string& name, const torch::Tensor& tensor) {
+  auto t = tensor.detach().to(torch::kCPU).contiguous();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  auto buffer = Napi::ArrayBuffer::New(env, bytes);
+  if (bytes) std::memcpy(buffer.Data(), t.data_ptr(), bytes);
+  auto o = Napi::Object::New(env);
+  o.Set("name", name);
+  o.Set("shape", js_shape(env, t.sizes()));
+  o.Set("dtype", dtype_name(t.scalar_type()));
+  o.Set("data", buffer);
+  return o;
+}
+
+Napi::Object epoch_object(Napi::Env env, const EpochResult& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("completed", r.completed);
+  o.Set("images", static_cast<double>(r.images));
+  o.Set("batches", static_cast<double>(r.batches));
+  o.Set("loss", r.loss);
+  o.Set("accuracy", r.accuracy);
+  o.Set("seconds", r.seconds);
+  o.Set("lr", r.lr);
+  o.Set("lossScale", r.scale);
+  o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
+  return o;
+}
+
+class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTrainer",
+                       {
+                           InstanceMethod<&NativeTrainer::TrainEpoch>("trainEpoch"),
+                           InstanceMethod<&NativeTrainer::Stop>("stop"),
+                           InstanceMethod<&NativeTrainer::Evaluate>("evaluate"),
+                           InstanceMethod<&NativeTrainer::BatchesPerEpoch>("batchesPerEpoch"),
+                           InstanceMethod<&NativeTrainer::GetState>("getState"),
+                           InstanceMethod<&NativeTrainer::SetState>("setState"),
+                       });
+  }
+
+  // new NativeTrainer(model: NativeModel, train: NativeDataset, config)
+  NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
+    guarded(info.Env(), [&] {
+      if (info.Length() < 3 || !info[2].IsObject()) throw std::invalid_argument("NativeTrainer(model, trainDataset, config)");
+      auto model = model_access(info[0]);
+      train_ = image_store_of(info[1]);
+      if (train_->device() != model.device) {
+        throw std::invalid_argument("the dataset is on " + train_->device().str() + " but the model is on " + model.device.str());
+      }
+      model_ = Napi::Persistent(info[0].As<Napi::Object>());
+      busy_ = model.busy;
+      device_ = model.device;
+      session_ = std::make_shared<TrainingSession>(model.net, config_of(info[2].As<Napi::Object>()), model.device, train_->size());
+    });
+  }
+
+ private:
+  void begin_work() {
+    if (running_) throw std::runtime_error("this trainer is already running: await the current epoch or evaluation first");
+    if (busy_->load() > 0) throw std::runtime_error("the model is busy with another job: one training job per model at a time");
+    running_ = true;
+    (*busy_)++;
+    stop_ = false;
+  }
+
+  void end_work() {
+    running_ = false;
+    (*busy_)--;
+  }
+
+  // trainEpoch(onProgress?: (p) => void) -> Promise<EpochResult>
+  Napi::Value TrainEpoch(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      begin_work();
+      std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+      if (info.Length() > 0 && info[0].IsFunction()) {
+        tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+            Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "xception-torch progress", 0, 1));
+      }
+      auto session = session_;
+      auto train = train_;
+      auto* stop = &stop_;
+      return AsyncTask::Start(
+          env,
+          [session, train, stop, tsfn]() -> AsyncTask::Finish {
+            auto report = [&](const TrainProgress& p) {
+              if (!tsfn) return;
+              tsfn->BlockingCall(new TrainProgress(p), [](Napi::Env env, Napi::Function callback, TrainProgress* p) {
+                auto o = Napi::Object::New(env);
+                o.Set("epoch", static_cast<double>(p->epoch));
+                o.Set("batch", static_cast<double>(p->batch));
+                o.Set("batches", static_cast<double>(p->batches));
+                o.Set("images", static_cast<double>(p->images));
+                o.Set("loss", p->loss);
+                o.Set("accuracy", p->accuracy);
+                o.Set("seconds", p->seconds);
+                o.Set("lr", p->lr);
+                o.Set("lossScale", p->scale);
+                delete p;
+                try {
+                  callback.Call({o});
+                } catch (const Napi::Error&) {
+                  // A throwing progress listener must not take the training down.
+                }
+              });
+            };
+            EpochResult result;
+            try {
+              result = session->train_epoch(*train, report, *stop);
+            } catch (...) {
+              if (tsfn) tsfn->Release();
+              throw;
+            }
+            if (tsfn) tsfn->Release();
+            return [result](Napi::Env env) -> Napi::Value { return epoch_object(env, result); };
+          },
+          [this] { end_work(); }, Value());
+    });
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    stop_ = true;
+    return info.Env().Undefined();
+  }
+
+  // evaluate(dataset: NativeDataset, batchSize, numClasses) -> Promise<{ loss, accuracy, images, confusion }>
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto data = image_store_of(info[0]);
+      if (data->device() != device_) throw std::invalid_argument("the dataset is on " + data->device().str() + " but the model is on " + device_.str());
+      const int64_t batch_size = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 128;
+      const int64_t classes = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 10;
+      if (batch_size < 1 || classes < 1) throw std::invalid_argument("batchSize and numClasses must be positive");
+      begin_work();
+      auto session = session_;
+      return AsyncTask::Start(
+          info.Env(),
+          [session, data, batch_size, classes]() -> AsyncTask::Finish {
+            auto r = session->evaluate(*data, batch_size, classes);
+            return [r, classes](Napi::Env env) -> Napi::Value {
+              auto o = Napi::Object::New(env);
+              o.Set("loss", r.loss);
+              o.Set("accuracy", r.accuracy);
+              o.Set("images", static_cast<double>(r.images));
+              auto confusion = r.confusion.to(torch::kDouble).contiguous();
+              auto flat = Napi::Float64Array::New(env, static_cast<size_t>(classes * classes));
+              std::memcpy(flat.Data(), confusion.data_ptr<double>(), static_cast<size_t>(classes * classes) * sizeof(double));
+              o.Set("confusion", flat);
+              return o;
+            };
+          },
+          [this] { end_work(); }, Value());
+    });
+  }
+
+  Napi::Value BatchesPerEpoch(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(session_->batches_per_epoch()));
+  }
+
+  // { position: {...}, optimizerSteps, scaler: { scale, growthTracker, skippedSteps }, optimizer: [tensors] }
+  Napi::Value GetState(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (running_) throw std::runtime_error("cannot read the training state while an epoch runs");
+      Napi::Env env = info.Env();
+      auto o = Napi::Object::New(env);
+      const auto& pos = session_->position();
+      auto p = Napi::Object::New(env);
+      p.Set("epoch", static_cast<double>(pos.epoch));
+      p.Set("nextBatch", static_cast<double>(pos.next_batch));
+      p.Set("lossSum", pos.loss_sum);
+      p.Set("correct", static_cast<double>(pos.correct));
+      p.Set("seen", static_cast<double>(pos.seen));
+      p.Set("seconds", pos.seconds);
+      o.Set("position", p);
+      o.Set("optimizerSteps", static_cast<double>(session_->optimizer().steps()));
+      auto s = Napi::Object::New(env);
+      s.Set("scale", session_->scaler().scale_value());
+      s.Set("growthTracker", static_cast<double>(session_->scaler().growth_tracker()));
+      s.Set("skippedSteps", static_cast<double>(session_->scaler().skipped_steps()));
+      o.Set("scaler", s);
+      auto state = session_->optimizer().state();
+      auto tensors = Napi::Array::New(env, state.size());
+      for (size_t i = 0; i < state.size(); ++i) tensors.Set(static_cast<uint32_t>(i), tensor_entry(env, state[i].first, state[i].second));
+      o.Set("optimizer", tensors);
+      return o;
+    });
+  }
+
+  // setState({ position, optimizerSteps, scaler, optimizer: [{ name, dtype, shape, data: Uint8Array }] })
+  Napi::Value SetState(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (running_) throw std::runtime_error("cannot change the training state while an epoch runs");
+      if (info.Length() < 1 || !info[0].IsObject()) throw std::invalid_argument("setState expects an object");
+      auto o = info[0].As<Napi::Object>();
+      std::map<std::string, torch::Tensor> tensors;
+      auto list = o.Get("optimizer").As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); ++i) {
+        auto e = list.Get(i).As<Napi::Object>();
+        auto data = e.Get("data").As<Napi::Uint8Array>();
+        const auto type = scalar_type_of(string_option(e, "dtype", ""));
+        const auto shape = shape_of(e.Get("shape"));
+        int64_t numel = 1;
+        for (auto d : shape) numel *= d;
+        if (static_cast<int64_t>(data.ByteLength()) != numel * static_cast<int64_t>(c10::elementSize(type))) {
+          throw std::invalid_argument("optimizer tensor '" + string_option(e, "name", "") + "' has the wrong byte length");
+        }
+        tensors[string_option(e, "name", "")] =
+            torch::from_blob(data.Data(), shape, torch::TensorOptions().dtype(type)).to(device_, torch::kFloat);
+      }
+      session_->optimizer().load_state(tensors, int_option(o, "optimizerSteps", 0));
+      auto s = o.Get("scaler").As<Napi::Object>();
+      session_->scaler().set_state(number_option(s, "scale", 65536.0), int_option(s, "growthTracker", 0), int_option(s, "skippedSteps", 0));
+      auto p = o.Get("position").As<Napi::Object>();
+      auto& pos = session_->position();
+      pos.epoch = int_option(p, "epoch", 0);
+      pos.next_batch = int_option(p, "nextBatch", 0);
+      pos.loss_sum = number_option(p, "lossSum", 0);
+      pos.correct = int_option(p, "correct", 0);
+      pos.seen = int_option(p, "seen", 0);
+      pos.seconds = number_option(p, "seconds", 0);
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::ObjectReference model_;
+  std::atomic<int>* busy_ = nullptr;
+  torch::Device device_{torch::kCPU};
+  std::shared_ptr<ImageStore> train_;
+  std::shared_ptr<TrainingSession> session_;
+  std::atomic<bool> stop_{false};
+  bool running_ = false;
+};
+
+// ---- single steps of the optimizer and the scaler, for checking them against PyTorch ------------
+
+std::vector<torch::Tensor> float_tensors(const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of { shape, data: Float32Array }");
+  auto list = value.As<Napi::Array>();
+  std::vector<torch::Tensor> out;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    auto o = list.Get(i).As<Napi::Object>();
+    const auto shape = shape_of(o.Get("shape"));
+    if (!o.Get("data").IsTypedArray() || o.Get("data").As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw std::invalid_argument(std::string(what) + ": data must be a Float32Array");
+    }
+    auto data = o.Get("data").As<Napi::Float32Array>();
+    int64_t numel = 1;
+    for (auto d : shape) numel *= d;
+    if (numel != static_cast<int64_t>(data.ElementLength())) throw std::invalid_argument(std::string(what) + ": data does not match shape");
+    out.push_back(torch::from_blob(data.Data(), shape, torch::kFloat).clone());
+  }
+  return out;
+}
+
+Napi::Array float_list(Napi::Env env, const std::vector<torch::Tensor>& tensors) {
+  auto out = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("shape", js_shape(env, tensors[i].sizes()));
+    o.Set("data", float32_array(env, tensors[i].clone()));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+// adamStep({ params, grads, expAvg, expAvgSq, steps, lr, beta1, beta2, eps, weightDecay, decoupled })
+//   -> { params, expAvg, expAvgSq, steps }: one step of the training loop's Adam (CPU).
+Napi::Value AdamStep(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto o = info[0].As<Napi::Object>();
+    auto params = float_tensors(o.Get("params"), "params");
+    auto grads = float_tensors(o.Get("grads"), "grads");
+    auto exp_avg = float_tensors(o.Get("expAvg"), "expAvg");
+    auto exp_avg_sq = float_tensors(o.Get("expAvgSq"), "expAvgSq");
+    if (grads.size() != params.size() || exp_avg.size() != params.size() || exp_avg_sq.size() != params.size()) {
+      throw std::invalid_argument("params, grads, expAvg and expAvgSq must have the same length");
+    }
+    AdamOptions options;
+    options.lr = number_option(o, "lr", options.lr);
+    options.beta1 = number_option(o, "beta1", options.beta1);
+    options.beta2 = number_option(o, "beta2", options.beta2);
+    options.eps = number_option(o, "eps", options.eps);
+    options.weight_decay = number_option(o, "weightDecay", options.weight_decay);
+    options.decoupled_weight_decay = bool_option(o, "decoupled", false);
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    std::map<std::string, torch::Tensor> state;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto name = std::to_string(i);
+      params[i].mutable_grad() = grads[i];
+      named.emplace_back(name, params[i]);
+      state["exp_avg." + name] = exp_avg[i];
+      state["exp_avg_sq." + name] = exp_avg_sq[i];
+    }
+    Adam adam(named, options);
+    adam.load_state(state, int_option(o, "steps", 0));
+    adam.step(options.lr);
+    std::vector<torch::Tensor> new_avg, new_avg_sq;
+    for (const auto& kv : adam.state()) (kv.first.rfind("exp_avg_sq.", 0) == 0 ? new_avg_sq : new_avg).push_back(kv.second);
+    Napi::Env env = info.Env();
+    auto out = Napi::Object::New(env);
+    out.Set("params", float_list(env, params));
+    out.Set("expAvg", float_list(env, new_avg));
+    out.Set("expAvgSq", float_list(env, new_avg_sq));
+    out.Set("steps", static_cast<double>(adam.steps()));
+    return out;
+  });
+}
+
+// gradScalerStep({ grads, scale, growthTracker, skippedSteps, growthFactor, backoffFactor, growthInterval })
+//   -> { grads (unscaled), foundInf, scale, growthTracker, skippedSteps }: the training loop's
+//   unscale + update around one optimizer step (CPU).
+Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto o = info[0].As<Napi::Object>();
+    auto grads = float_tensors(o.Get("grads"), "grads");
+    GradScalerOptions options;
+    options.init_scale = number_option(o, "scale", options.init_scale);
+    options.growth_factor = number_option(o, "growthFactor", options.growth_factor);
+    options.backoff_factor = number_option(o, "backoffFactor", options.backoff_factor);
+    options.growth_interval = int_option(o, "growthInterval", options.growth_interval);
+    GradScaler scaler(options, torch::kCPU);
+    scaler.set_state(options.init_scale, int_option(o, "growthTracker", 0), int_option(o, "skippedSteps", 0));
+    scaler.unscale(grads);
+    const bool found_inf = scaler.found_inf();
+    scaler.update();
+    Napi::Env env = info.Env();
+    auto out = Napi::Object::New(env);
+    out.Set("grads", float_list(env, grads));
+    out.Set("foundInf", found_inf);
+    out.Set("scale", scaler.scale_value());
+    out.Set("growthTracker", static_cast<double>(scaler.growth_tracker()));
+    out.Set("skippedSteps", static_cast<double>(scaler.skipped_steps()));
+    return out;
+  });
+}
+
+}  // namespace
+
+Napi::Function define_native_trainer(Napi::Env env) { return NativeTrainer::Define(env); }
+
+void define_optimizer_steps(Napi::Env env, Napi::Object exports) {
+  exports.Set("adamStep", Napi::Function::New(env, AdamStep));
+  exports.Set("gradScalerStep", Napi::Function::New(env, GradScalerStep));
+}
+
+}  // namespace xt::napi
