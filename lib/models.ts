@@ -115,6 +115,11 @@ abstract class NativeBackedModel implements Model {
     }
   }
 
+  /** @internal The addon's handle, for the Trainer. */
+  get nativeHandle(): NativeModelHandle {
+    return this.handle;
+  }
+
   protected get handle(): NativeModelHandle {
     if (!this.handleOrNull) throw new ModelError(`this ${this.displayName} was disposed`);
     return this.handleOrNull;

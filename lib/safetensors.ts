@@ -4,7 +4,7 @@
 // little-endian row-major bytes. Every field is validated before any byte is trusted, so a
 // malformed file gives a SafetensorsError naming the problem, never an out-of-bounds read.
 import * as fs from 'fs';
-import * as path from 'path';
+import { writeFileAtomic } from './atomic-write';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -168,14 +168,5 @@ export async function writeSafetensors(
   tensors: Iterable<[string, SafetensorsTensor]>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  const bytes = serializeSafetensors(tensors, metadata);
-  await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  const temp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await fs.promises.writeFile(temp, bytes);
-    await fs.promises.rename(temp, file);
-  } catch (error) {
-    await fs.promises.rm(temp, { force: true });
-    throw error;
-  }
+  await writeFileAtomic(file, serializeSafetensors(tensors, metadata));
 }

@@ -67,6 +67,11 @@ export class DeviceDataset {
     return new DeviceDataset(new (native().NativeDataset)(set.images, set.labels, shape, resolved));
   }
 
+  /** @internal The addon's handle, for the Trainer. */
+  get nativeHandle(): NativeDatasetHandle {
+    return this.handle;
+  }
+
   get size(): number {
     return this.handle.size();
   }
