@@ -104,7 +104,10 @@ export interface NativeEvalResult {
 }
 
 export interface NativeTrainState {
-  position: { epoch: number; nextBatch: number; lossSum: number; correct: number; seen: number; seconds: number };
+  position: {
+    epoch: number; nextBatch: number; lossSum: number; correct: number; seen: number; seconds: number;
+    pendingLoss: number; pendingCorrect: number;
+  };
   optimizerSteps: number;
   scaler: { scale: number; growthTracker: number; skippedSteps: number };
   optimizer: NativeTensor[];
@@ -152,6 +155,8 @@ export interface NativeAddon {
   }): { grads: FloatTensor[]; foundInf: boolean; scale: number; growthTracker: number; skippedSteps: number };
   info(): NativeInfo;
   setNumThreads(threads: number): void;
+  /** Seeds libtorch's default generators (weight initialisation). */
+  manualSeed(seed: number): void;
 }
 
 /** What scripts/build-native.ts recorded about the libtorch the addon was built against. */

@@ -204,7 +204,17 @@ export class Trainer extends EventEmitter {
     const o = this.options;
     if (o.threads) setNumThreads(o.threads);
     this.splits = await this.loadSplits();
+    // The same seed gives the same initial weights.
+    if (typeof o.model === 'string') native().manualSeed(o.seed ?? 0);
     const model = typeof o.model === 'string' ? createModel(o.model, this.modelOptions() as never) : o.model;
+    const crop = resolvePreprocessing(o.preprocessing).crop;
+    if (model instanceof InceptionV3 && model.options.auxLogits && crop < 299) {
+      // torchvision's aux head pools Mixed_6e's 17x17 map with a 5x5/3 window and then needs 5x5.
+      throw new RangeError(
+        `Inception V3's auxiliary classifier needs training crops of at least 299x299 (got ${crop}x${crop}): ` +
+        'build the model with auxLogits: false (CLI: --no-aux-logits), or train at 299',
+      );
+    }
     const classes = (model.options as { numClasses: number }).numClasses;
     if (classes < this.splits.classNames.length) {
       throw new RangeError(`the model has ${classes} outputs but the dataset has ${this.splits.classNames.length} classes`);

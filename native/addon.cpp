@@ -343,10 +343,22 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
+// Seeds libtorch's default generators (CPU and CUDA): weight initialisation draws from them.
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("manualSeed expects a number");
+    const double seed = info[0].As<Napi::Number>().DoubleValue();
+    if (seed < 0 || seed != static_cast<double>(static_cast<int64_t>(seed))) throw std::invalid_argument("the seed must be a non-negative integer");
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Define(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeTrainer", define_native_trainer(env));
   define_optimizer_steps(env, exports);

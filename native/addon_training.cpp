@@ -246,6 +246,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       p.Set("lossSum", pos.loss_sum);
       p.Set("correct", static_cast<double>(pos.correct));
       p.Set("seen", static_cast<double>(pos.seen));
+      p.Set("pendingLoss", pos.pending_loss);
+      p.Set("pendingCorrect", static_cast<double>(pos.pending_correct));
       p.Set("seconds", pos.seconds);
       o.Set("position", p);
       o.Set("optimizerSteps", static_cast<double>(session_->optimizer().steps()));
@@ -293,6 +295,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       pos.loss_sum = number_option(p, "lossSum", 0);
       pos.correct = int_option(p, "correct", 0);
       pos.seen = int_option(p, "seen", 0);
+      pos.pending_loss = number_option(p, "pendingLoss", 0);
+      pos.pending_correct = int_option(p, "pendingCorrect", 0);
       pos.seconds = number_option(p, "seconds", 0);
       return info.Env().Undefined();
     });

@@ -252,8 +252,8 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   auto order_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, pos.epoch, -1));
   auto order = torch::randperm(train_size_, order_gen, torch::kLong);
 
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  auto loss_sum = torch::full({}, pos.pending_loss, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  auto correct = torch::full({}, pos.pending_correct, torch::TensorOptions().dtype(torch::kLong).device(device_));
   double host_loss_sum = pos.loss_sum;
   int64_t host_correct = pos.correct;
   int64_t seen = pos.seen;
@@ -315,42 +315,48 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
     seen += size;
     last_batch = b + 1;
     const bool stopping = stop.load();
-    if (last_batch % config_.progress_every == 0 || last_batch == batches || stopping) {
-      read_metrics();
-      if (progress) {
-        TrainProgress p;
-        p.epoch = pos.epoch;
-        p.batch = last_batch;
-        p.batches = batches;
-        p.images = seen;
-        p.loss = host_loss_sum / seen;
-        p.accuracy = static_cast<double>(host_correct) / seen;
-        p.seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
-        p.lr = lr;
-        p.scale = scaler_.scale_value();
-        progress(p);
-      }
+    // Metrics are read at fixed batch numbers (so an interrupted epoch sums in the same order).
+    if (last_batch % config_.progress_every == 0 || last_batch == batches) read_metrics();
+    if (progress && (last_batch % config_.progress_every == 0 || last_batch == batches || stopping)) {
+      const double pending = stopping ? loss_sum.item<double>() : 0.0;
+      const int64_t pending_correct = stopping ? correct.item<int64_t>() : 0;
+      TrainProgress p;
+      p.epoch = pos.epoch;
+      p.batch = last_batch;
+      p.batches = batches;
+      p.images = seen;
+      p.loss = (host_loss_sum + pending) / seen;
+      p.accuracy = static_cast<double>(host_correct + pending_correct) / seen;
+      p.seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
+      p.lr = lr;
+      p.scale = scaler_.scale_value();
+      progress(p);
     }
     if (stopping) break;
   }
-  read_metrics();
 
   const double seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
   result.completed = last_batch == batches;
   result.images = seen;
   result.batches = last_batch;
-  result.loss = seen ? host_loss_sum / seen : 0;
-  result.accuracy = seen ? static_cast<double>(host_correct) / seen : 0;
+  const double all_loss = host_loss_sum + (result.completed ? 0.0 : loss_sum.item<double>());
+  const int64_t all_correct = host_correct + (result.completed ? 0 : correct.item<int64_t>());
+  result.loss = seen ? all_loss / seen : 0;
+  result.accuracy = seen ? static_cast<double>(all_correct) / seen : 0;
   result.seconds = seconds;
   result.lr = lr;
   result.scale = scaler_.scale_value();
   result.skipped_steps = scaler_.skipped_steps();
   if (result.completed) {
-    pos = EpochPosition{pos.epoch + 1, 0, 0, 0, 0, 0};
+    const int64_t next_epoch = pos.epoch + 1;
+    pos = EpochPosition{};
+    pos.epoch = next_epoch;
   } else {
     pos.next_batch = last_batch;
     pos.loss_sum = host_loss_sum;
     pos.correct = host_correct;
+    pos.pending_loss = loss_sum.item<double>();
+    pos.pending_correct = correct.item<int64_t>();
     pos.seen = seen;
     pos.seconds = seconds;
   }

@@ -143,6 +143,10 @@ struct EpochPosition {
   int64_t next_batch = 0;  // first batch not yet trained
   double loss_sum = 0;     // sums over the batches already trained
   int64_t correct = 0, seen = 0;
+  // The device-side loss sum not yet added into loss_sum: restoring it keeps the order of the
+  // floating-point additions, and so the epoch's loss, identical to an uninterrupted run.
+  double pending_loss = 0;
+  int64_t pending_correct = 0;
   double seconds = 0;
 };
 

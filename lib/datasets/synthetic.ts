@@ -149,15 +149,26 @@ function clampByte(v: number): number {
   return v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0;
 }
 
+// 'easy' images: each class in its own colour over a dark background, so the class shows in the
+// colour as well as the shape (a quick check that a training loop learns at all).
+const EASY_COLOURS: ReadonlyArray<[number, number, number]> = [
+  [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+  [145, 30, 180], [70, 240, 240], [240, 50, 230], [250, 190, 212], [255, 255, 255],
+];
+const EASY_BACKGROUND: [number, number, number] = [30, 30, 30];
+
 /** Draws one image of class `label` into `out` at `offset` (CHW, like CIFAR-10). */
-function drawImage(label: number, rng: Rng, out: Uint8Array, offset: number): void {
-  const bg = randomColour(rng);
+function drawImage(label: number, rng: Rng, out: Uint8Array, offset: number, easy = false): void {
+  let bg = randomColour(rng);
   let fg = randomColour(rng);
   // Keep the shape visible: foreground and background at least ~90 apart (Euclidean RGB).
   for (let tries = 0; tries < 20 && hypot(fg[0] - bg[0], fg[1] - bg[1], fg[2] - bg[2]) < 90; tries++) fg = randomColour(rng);
-  const gx = between(rng, -1.2, 1.2);
-  const gy = between(rng, -1.2, 1.2);
-  const noise = between(rng, 3, 18);
+  let gx = between(rng, -1.2, 1.2);
+  let gy = between(rng, -1.2, 1.2);
+  let noise = between(rng, 3, 18);
+  if (easy) {
+    [bg, fg, gx, gy, noise] = [EASY_BACKGROUND, EASY_COLOURS[label], 0, 0, 3];
+  }
   const cx = between(rng, 9, 23);
   const cy = between(rng, 9, 23);
   const angle = between(rng, 0, 2 * PI);
@@ -205,7 +216,7 @@ function drawImage(label: number, rng: Rng, out: Uint8Array, offset: number): vo
 }
 
 /** `count` synthetic images with labels as balanced as `count` allows, in seeded random order. */
-export function generateSyntheticImages(count: number, seed: number): ImageSet {
+export function generateSyntheticImages(count: number, seed: number, difficulty: 'standard' | 'easy' = 'standard'): ImageSet {
   if (!Number.isSafeInteger(count) || count < 0) throw new Error(`count must be a non-negative integer, got ${count}`);
   const rng = createRng(seed);
   const labels = new Uint8Array(count);
@@ -217,7 +228,8 @@ export function generateSyntheticImages(count: number, seed: number): ImageSet {
     labels[j] = t;
   }
   const images = new Uint8Array(count * CIFAR10_IMAGE_BYTES);
-  for (let i = 0; i < count; i++) drawImage(labels[i], rng, images, i * CIFAR10_IMAGE_BYTES);
+  const easy = difficulty === 'easy';
+  for (let i = 0; i < count; i++) drawImage(labels[i], rng, images, i * CIFAR10_IMAGE_BYTES, easy);
   return { images, labels, count, channels: 3, height: SIZE, width: SIZE };
 }
 
@@ -237,6 +249,8 @@ export interface SyntheticDatasetOptions {
   testSize?: number;
   /** Everything is determined by this seed. Default 0. */
   seed?: number;
+  /** 'easy': each class also has its own colour (learnable in a few steps). Default 'standard'. */
+  difficulty?: 'standard' | 'easy';
 }
 
 /** The synthetic dataset as train / validation / test, each drawn independently from the seed. */
@@ -245,9 +259,9 @@ export function createSyntheticDataset(opts: SyntheticDatasetOptions = {}): Data
   return {
     name: 'synthetic',
     classNames: [...SYNTHETIC_CLASS_NAMES],
-    train: generateSyntheticImages(opts.trainSize ?? 5000, streamSeed(seed, 0)),
-    val: generateSyntheticImages(opts.valSize ?? 1000, streamSeed(seed, 1)),
-    test: generateSyntheticImages(opts.testSize ?? 1000, streamSeed(seed, 2)),
+    train: generateSyntheticImages(opts.trainSize ?? 5000, streamSeed(seed, 0), opts.difficulty),
+    val: generateSyntheticImages(opts.valSize ?? 1000, streamSeed(seed, 1), opts.difficulty),
+    test: generateSyntheticImages(opts.testSize ?? 1000, streamSeed(seed, 2), opts.difficulty),
   };
 }
 
