@@ -213,6 +213,14 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
       device_(device),
       train_size_(train_size),
       optimizer_([&] {
+        if (config.channels_last) {
+          // nn::Module::to has no memory-format overload: convert each 4-D parameter (before the
+          // optimizer state is made like them).
+          torch::NoGradGuard no_grad;
+          for (auto& p : net_->parameters()) {
+            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+          }
+        }
         std::vector<std::pair<std::string, torch::Tensor>> params;
         for (const auto& p : net_->named_parameters()) {
           if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
@@ -225,6 +233,8 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
   if (train_size < 2) throw std::invalid_argument("the training set needs at least 2 images");
   config_.preprocessing.validate(1);
   if (config.amp == AmpMode::FP16 && device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
+  // Fixed input shapes: let cuDNN pick the fastest convolution algorithms.
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
 }
 
 int64_t TrainingSession::batches_per_epoch() const {

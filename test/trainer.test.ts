@@ -155,3 +155,34 @@ describe('memory', () => {
     expect(rss[4] / rss[1]).toBeLessThan(1.05);
   });
 });
+
+describe('precision and memory format on the CPU', () => {
+  const tiny = (outDir: string, extra: Partial<TrainerOptions>): TrainerOptions => ({
+    model: 'xception', modelOptions: { numClasses: 10, middleFlowBlocks: 0 }, dataset: 'synthetic',
+    synthetic: { trainSize: 48, valSize: 16, testSize: 16, difficulty: 'easy' }, epochs: 1, batchSize: 16,
+    preprocessing: small, outDir, device: 'cpu', seed: 1, ...extra,
+  });
+
+  it('bf16 autocast trains with finite losses; fp16 on the CPU is refused', async () => {
+    // bf16 is emulated on most CPUs (slow, as in PyTorch): keep this run tiny.
+    const trainer = new Trainer(tiny(path.join(dir, 'bf16'), {
+      amp: 'bf16', batchSize: 8, synthetic: { trainSize: 16, valSize: 8, testSize: 8, difficulty: 'easy' },
+    }));
+    const history = await trainer.fit();
+    trainer.dispose();
+    expect(Number.isFinite(history.epochs[0].trainLoss)).toBe(true);
+    expect(Number.isFinite(history.epochs[0].valLoss)).toBe(true);
+    await expect(new Trainer(tiny(path.join(dir, 'fp16'), { amp: 'fp16' })).fit()).rejects.toThrow(/fp16 mixed precision needs CUDA/);
+  });
+
+  it('channels_last gives the same training results as the default layout', async () => {
+    const plain = new Trainer(tiny(path.join(dir, 'nchw'), { channelsLast: false }));
+    const a = (await plain.fit()).epochs[0];
+    plain.dispose();
+    const last = new Trainer(tiny(path.join(dir, 'nhwc'), { channelsLast: true }));
+    const b = (await last.fit()).epochs[0];
+    last.dispose();
+    expect(Math.abs(b.trainLoss - a.trainLoss) / a.trainLoss).toBeLessThan(1e-3);
+    expect(Math.abs(b.valLoss - a.valLoss) / a.valLoss).toBeLessThan(1e-3);
+  });
+});
