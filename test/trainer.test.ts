@@ -8,6 +8,9 @@ import { findCheckpoint, modelFile, readCheckpointState } from '../lib/checkpoin
 import { Trainer, TrainerOptions, EpochRecord } from '../lib/trainer';
 import type { DatasetSplits } from '../lib/datasets';
 
+// Training on a 2-core CPU is slow, more so when the machine is busy.
+jest.setTimeout(600_000);
+
 let dir: string;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xt-train-'));
