@@ -35,12 +35,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return constructor;
   }
 
-  static NativeModel* from(const Napi::Value& value) {
-    if (!value.IsObject() || constructor_.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor_.Value())) {
-      throw std::invalid_argument("expected a model");
-    }
-    return Unwrap(value.As<Napi::Object>());
-  }
+  static NativeModel* from(const Napi::Value& value) { return unwrap_instance<NativeModel>(constructor_, value, "a model"); }
 
   ModelAccess access() {
     if (!net_) throw std::runtime_error("this model was disposed");
@@ -121,18 +116,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::Env env = info.Env();
       auto entries = net().state_dict();
       auto out = Napi::Array::New(env, entries.size());
-      for (size_t i = 0; i < entries.size(); ++i) {
-        torch::Tensor t = entries[i].second.detach().to(torch::kCPU).contiguous();
-        const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-        auto buffer = Napi::ArrayBuffer::New(env, bytes);
-        if (bytes) std::memcpy(buffer.Data(), t.data_ptr(), bytes);
-        auto o = Napi::Object::New(env);
-        o.Set("name", entries[i].first);
-        o.Set("shape", js_shape(env, t.sizes()));
-        o.Set("dtype", dtype_name(t.scalar_type()));
-        o.Set("data", buffer);
-        out.Set(static_cast<uint32_t>(i), o);
-      }
+      for (size_t i = 0; i < entries.size(); ++i) out.Set(static_cast<uint32_t>(i), tensor_object(env, entries[i].first, entries[i].second));
       return out;
     });
   }

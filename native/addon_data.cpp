@@ -21,6 +21,8 @@ std::array<double, 3> triple_option(const Napi::Object& o, const char* key, std:
   return out;
 }
 
+}  // namespace
+
 Preprocessing preprocessing_of(const Napi::Value& value) {
   Preprocessing p;
   if (value.IsUndefined()) return p;
@@ -39,6 +41,8 @@ Preprocessing preprocessing_of(const Napi::Value& value) {
   else throw std::invalid_argument("strategy must be 'auto', 'per-image' or 'batched'");
   return p;
 }
+
+namespace {
 
 template <typename T>
 T typed_array_arg(const Napi::Value& v, napi_typedarray_type type, const char* what) {
@@ -60,10 +64,7 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
   }
 
   static std::shared_ptr<ImageStore> store_of(const Napi::Value& value) {
-    if (!value.IsObject() || constructor_.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor_.Value())) {
-      throw std::invalid_argument("expected a dataset");
-    }
-    return Unwrap(value.As<Napi::Object>())->store_;
+    return unwrap_instance<NativeDataset>(constructor_, value, "a dataset")->store_;
   }
 
   // new NativeDataset(images: Uint8Array, labels: Uint8Array, shape: [N, C, H, W], device)

@@ -16,25 +16,6 @@ AmpMode amp_of(const std::string& text) {
   throw std::invalid_argument("amp must be 'off', 'fp16' or 'bf16'; got '" + text + "'");
 }
 
-Preprocessing preprocessing_from(const Napi::Object& o) {
-  Preprocessing p;
-  p.train_resize = int_option(o, "resize", p.train_resize);
-  p.eval_resize = int_option(o, "evalResize", p.eval_resize);
-  p.crop = int_option(o, "crop", p.crop);
-  p.flip = bool_option(o, "flip", p.flip);
-  if (o.Has("mean") || o.Has("std")) {
-    auto triple = [&](const char* key, std::array<double, 3>& out) {
-      if (!o.Has(key) || o.Get(key).IsUndefined()) return;
-      auto arr = o.Get(key).As<Napi::Array>();
-      if (!o.Get(key).IsArray() || arr.Length() != 3) throw std::invalid_argument(std::string(key) + " must be three numbers");
-      for (uint32_t i = 0; i < 3; ++i) out[i] = arr.Get(i).As<Napi::Number>().DoubleValue();
-    };
-    triple("mean", p.mean);
-    triple("std", p.std);
-  }
-  return p;
-}
-
 TrainConfig config_of(const Napi::Object& o) {
   TrainConfig c;
   c.batch_size = int_option(o, "batchSize", c.batch_size);
@@ -66,23 +47,10 @@ TrainConfig config_of(const Napi::Object& o) {
   } else {
     c.scaler.enabled = false;
   }
-  if (o.Has("preprocessing") && o.Get("preprocessing").IsObject()) c.preprocessing = preprocessing_from(o.Get("preprocessing").As<Napi::Object>());
+  if (o.Has("preprocessing")) c.preprocessing = preprocessing_of(o.Get("preprocessing"));
   if (c.label_smoothing < 0 || c.label_smoothing >= 1) throw std::invalid_argument("labelSmoothing must be in [0, 1)");
   if (c.aux_loss_weight < 0) throw std::invalid_argument("auxLossWeight must be >= 0");
   return c;
-}
-
-Napi::Object tensor_entry(Napi::Env env, const std::string& name, const torch::Tensor& tensor) {
-  auto t = tensor.detach().to(torch::kCPU).contiguous();
-  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  auto buffer = Napi::ArrayBuffer::New(env, bytes);
-  if (bytes) std::memcpy(buffer.Data(), t.data_ptr(), bytes);
-  auto o = Napi::Object::New(env);
-  o.Set("name", name);
-  o.Set("shape", js_shape(env, t.sizes()));
-  o.Set("dtype", dtype_name(t.scalar_type()));
-  o.Set("data", buffer);
-  return o;
 }
 
 Napi::Object epoch_object(Napi::Env env, const EpochResult& r) {
@@ -258,7 +226,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       o.Set("scaler", s);
       auto state = session_->optimizer().state();
       auto tensors = Napi::Array::New(env, state.size());
-      for (size_t i = 0; i < state.size(); ++i) tensors.Set(static_cast<uint32_t>(i), tensor_entry(env, state[i].first, state[i].second));
+      for (size_t i = 0; i < state.size(); ++i) tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second));
       o.Set("optimizer", tensors);
       return o;
     });

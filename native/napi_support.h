@@ -219,6 +219,30 @@ class AsyncTask : public Napi::AsyncWorker {
   Napi::ObjectReference keep_alive_;
 };
 
+// { name, shape, dtype, data: ArrayBuffer } holding a copy of the tensor (on the CPU, contiguous).
+inline Napi::Object tensor_object(Napi::Env env, const std::string& name, const torch::Tensor& tensor) {
+  auto t = tensor.detach().to(torch::kCPU).contiguous();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  auto buffer = Napi::ArrayBuffer::New(env, bytes);
+  if (bytes) std::memcpy(buffer.Data(), t.data_ptr(), bytes);
+  auto o = Napi::Object::New(env);
+  o.Set("name", name);
+  o.Set("shape", js_shape(env, t.sizes()));
+  o.Set("dtype", dtype_name(t.scalar_type()));
+  o.Set("data", buffer);
+  return o;
+}
+
+// The wrapped native object behind `value` if it was made by `constructor`; otherwise a clear error
+// (napi_unwrap on a foreign object would not be one).
+template <typename Wrapped>
+Wrapped* unwrap_instance(const Napi::FunctionReference& constructor, const Napi::Value& value, const char* expected) {
+  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
+    throw std::invalid_argument(std::string("expected ") + expected);
+  }
+  return Napi::ObjectWrap<Wrapped>::Unwrap(value.As<Napi::Object>());
+}
+
 // A Float32Array over a float tensor's memory, without a copy: the ArrayBuffer keeps the tensor
 // alive and releases it when collected (its size is reported to V8 so GC sees the pressure).
 inline Napi::Float32Array float32_array(Napi::Env env, const torch::Tensor& t) {
@@ -250,6 +274,8 @@ ModelAccess model_access(const Napi::Value& value);  // throws unless value is a
 // Defined in addon_data.cpp.
 Napi::Function define_native_dataset(Napi::Env env);
 std::shared_ptr<xt::ImageStore> image_store_of(const Napi::Value& value);  // throws unless a NativeDataset
+// Preprocessing options { resize, evalResize, crop, flip, mean, std, strategy } (undefined: defaults).
+xt::Preprocessing preprocessing_of(const Napi::Value& value);
 
 // Defined in addon_training.cpp.
 Napi::Function define_native_trainer(Napi::Env env);
