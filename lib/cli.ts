@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // The `xception-torch` command. It parses options, calls the library, and prints; errors in the
 // user's input exit with code 2, other failures with 1, each as one line without a stack trace.
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { addEvaluateOptions, runEvaluate } from './commands/evaluate';
+import { integer, UsageError } from './commands/options';
+import { addTrainOptions, runTrain } from './commands/train';
 import { ensureCifar10, readCifar10Folder } from './datasets/cifar10';
 import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
 import { formatSummaryTable } from './report/summary-table';
@@ -13,24 +16,27 @@ import { PROJECT_ROOT } from './paths';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
 
-class UsageError extends Error {}
-
-function integer(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`expected an integer >= ${min}`);
-    }
-    return n;
-  };
-}
-
-function buildProgram(): Command {
+/** `result.exitCode`: what a command that finished without an error asks to exit with (130 after Ctrl-C). */
+function buildProgram(argv: string[], result: { exitCode: number }): Command {
   const program = new Command('xception-torch')
     .description('Train and compare Xception and Inception V3 on libtorch')
     .version(version)
     .showSuggestionAfterError(true)
     .exitOverride();
+
+  addTrainOptions(program
+    .command('train')
+    .description('train a model; writes history, metrics and checkpoints to the run folder (Ctrl-C: checkpoint and stop)'))
+    .action(async (opts, cmd: Command) => {
+      result.exitCode = await runTrain(opts, cmd, argv);
+    });
+
+  addEvaluateOptions(program
+    .command('evaluate')
+    .description("evaluate a checkpoint on the run's test (or validation) split; writes evaluation-<split>.json to the run folder"))
+    .action(async (opts) => {
+      result.exitCode = await runEvaluate(opts);
+    });
 
   program
     .command('summary')
@@ -109,16 +115,17 @@ function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const result = { exitCode: 0 };
+  const program = buildProgram(argv, result);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return result.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; commander already printed its one-line usage error.
       return error.exitCode === 0 ? 0 : 2;
     }
-    const message = (error as Error).message;
+    const message = String((error as Error).message).replace(/\s*\n\s*/g, ' ');
     console.error(`xception-torch: error: ${message}`);
     return error instanceof UsageError || error instanceof ModelError ? 2 : 1;
   }

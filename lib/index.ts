@@ -21,3 +21,7 @@ export { createRng, permutation } from './random';
 export { defaultCacheDir } from './cache-dir';
 export { DeviceDataset, REFERENCE_PREPROCESSING } from './datasets';
 export type { Preprocessing, Batch, Augmentation } from './datasets';
+export { Trainer } from './trainer';
+export type { TrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent } from './trainer';
+export { GradScaler } from './grad-scaler';
+export type { GradScalerOptions, GradScalerState } from './grad-scaler';

@@ -1,0 +1,319 @@
+// `xception-torch train`: options -> TrainerOptions, progress on the terminal, Ctrl-C -> checkpoint.
+//
+// Where each setting comes from, strongest first: the command line, then --quick's presets, then
+// (with --resume) the run being resumed, then the defaults shown by --help.
+import { Command, Option } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import { writeFileAtomic } from '../atomic-write';
+import { findCheckpoint } from '../checkpoint';
+import type { SyntheticDatasetOptions } from '../datasets';
+import { Device, MODEL_NAMES, ModelName } from '../models';
+import { formatDuration, TrainingProgress } from '../report/progress';
+import { PROJECT_ROOT } from '../paths';
+import { runtimeInfo } from '../runtime';
+import { AmpOption, History, Trainer, TrainerOptions } from '../trainer';
+import { decimal, device, integer, UsageError } from './options';
+import { COMMAND_FILE, CommandRecord, readSavedRun, SavedRun } from './run-folder';
+
+export interface TrainSettings {
+  model: ModelName;
+  dataset: 'cifar10' | 'synthetic';
+  dataDir?: string;
+  synthetic?: SyntheticDatasetOptions;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: 'adam' | 'adamw';
+  weightDecay: number;
+  schedule: 'constant' | 'cosine';
+  labelSmoothing: number;
+  amp: AmpOption;
+  device: Device;
+  imageSize: number;
+  resize: number;
+  activation: 'none' | 'relu' | 'elu';
+  variant: 'paper' | 'notebook';
+  numClasses: number;
+  auxLogits: boolean;
+  auxWeight: number;
+  valSize: number;
+  trainLimit?: number;
+  evalLimit?: number;
+  seed: number;
+  threads?: number;
+  out?: string;
+}
+
+/** --quick: a small synthetic job that learns in about a minute on a laptop CPU. */
+export const QUICK: Readonly<Partial<TrainSettings>> = Object.freeze<Partial<TrainSettings>>({
+  dataset: 'synthetic',
+  synthetic: { trainSize: 512, valSize: 128, testSize: 128, difficulty: 'easy' },
+  imageSize: 32,
+  resize: 36,
+  batchSize: 16,
+  epochs: 3,
+  device: 'cpu',
+  amp: 'off',
+});
+
+/** The smallest input each model takes, as its minInputSize() reports. */
+export const MIN_IMAGE_SIZE: Readonly<Record<ModelName, number>> = Object.freeze({ xception: 7, inception_v3: 75 });
+
+/** Classes in the built-in datasets (CIFAR-10 and the synthetic one). */
+const DATASET_CLASSES = 10;
+
+/** The settings that the command-line options map onto one to one (same camelCase names). */
+const OPTION_KEYS = [
+  'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
+  'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
+  'evalLimit', 'seed', 'threads', 'out',
+] as const satisfies ReadonlyArray<keyof TrainSettings>;
+
+export function addTrainOptions(cmd: Command): Command {
+  const choice = (flags: string, description: string, choices: readonly string[], fallback: string) =>
+    cmd.addOption(new Option(flags, description).choices(choices).default(fallback));
+  choice('--model <name>', 'model', MODEL_NAMES, 'xception');
+  choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], 'cifar10');
+  cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
+  cmd.option('--epochs <n>', 'epochs', integer(1), 10);
+  cmd.option('--batch-size <n>', 'batch size', integer(1), 128);
+  cmd.addOption(new Option('--lr <x>', 'learning rate').argParser(decimal({ min: 0, minExclusive: true })).default(1e-3, '1e-3'));
+  choice('--optimizer <name>', 'optimizer', ['adam', 'adamw'], 'adam');
+  cmd.option('--weight-decay <x>', 'weight decay (L2 for adam, decoupled for adamw)', decimal({ min: 0 }), 0);
+  choice('--schedule <name>', 'learning-rate schedule', ['constant', 'cosine'], 'constant');
+  cmd.option('--label-smoothing <x>', 'label smoothing of the cross-entropy loss', decimal({ min: 0, max: 1, maxExclusive: true }), 0);
+  choice('--amp <mode>', 'mixed precision: auto is fp16 on CUDA, off on the CPU', ['auto', 'fp16', 'bf16', 'off'], 'auto');
+  cmd.addOption(new Option('--device <device>', 'auto, cpu, cuda or cuda:N (auto: CUDA when available)').argParser(device).default('auto'));
+  cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1), 299);
+  cmd.addOption(new Option('--resize <n>', 'training resize before the crop; evaluation resizes to --image-size')
+    .argParser(integer(1)).default(320, '320, or floor(320 * image size / 299) with --image-size'));
+  choice('--activation <name>', 'Xception: activation between depthwise and pointwise', ['none', 'relu', 'elu'], 'none');
+  choice('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant", ['paper', 'notebook'], 'paper');
+  cmd.option('--num-classes <n>', 'classifier outputs', integer(1), 10);
+  cmd.option('--no-aux-logits', 'Inception V3: without the auxiliary classifier (needed below --image-size 299)');
+  cmd.option('--aux-weight <x>', 'Inception V3: weight of the auxiliary loss', decimal({ min: 0 }), 0.4);
+  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1), 5000);
+  cmd.option('--train-limit <n>', 'use only the first N training images (default: all)', integer(1));
+  cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
+  cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
+  cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1));
+  cmd.option('--out <dir>', 'run folder (default: runs/<model>-<timestamp>)');
+  cmd.option('--resume', 'continue the run in --out from its checkpoints/last, with its options unless given here');
+  cmd.option('--quick', 'a small CPU job: synthetic (easy) 512/128/128 images, 32x32 (resize 36), batch 16, 3 epochs, cpu, amp off; options given too override these');
+  return cmd;
+}
+
+/** The settings of a saved run, as the options that would recreate it. */
+export function savedSettings(run: SavedRun): Partial<TrainSettings> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON written by the Trainer
+  const [o, mo] = [run.meta.options, run.meta.modelOptions] as Array<Record<string, any>>;
+  if (o.dataset !== 'cifar10' && o.dataset !== 'synthetic') {
+    throw new Error(`the run in ${run.runDir} used the dataset '${String(o.dataset)}', which the CLI cannot load; resume it from code`);
+  }
+  const s: Partial<TrainSettings> = {
+    model: run.meta.model,
+    dataset: o.dataset,
+    dataDir: run.command?.dataDir,
+    synthetic: o.synthetic ?? run.command?.synthetic,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    lr: o.optimizer?.lr,
+    optimizer: o.optimizer?.type,
+    weightDecay: o.optimizer?.weightDecay,
+    schedule: o.schedule,
+    labelSmoothing: o.labelSmoothing,
+    amp: o.amp,
+    device: o.device,
+    imageSize: o.preprocessing?.crop,
+    resize: o.preprocessing?.resize,
+    activation: mo.intermediateActivation,
+    variant: mo.variant,
+    numClasses: mo.numClasses,
+    auxLogits: mo.auxLogits,
+    auxWeight: o.auxLossWeight,
+    valSize: o.valSize,
+    trainLimit: o.trainLimit ?? undefined,
+    evalLimit: o.evalLimit ?? undefined,
+    seed: o.seed,
+  };
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
+}
+
+/**
+ * Settings from the parsed options. `source(key)` is commander's value source ('cli' when given);
+ * `saved` is the run being resumed.
+ */
+export function resolveTrainSettings(
+  opts: Record<string, unknown>, source: (key: string) => string | undefined, saved?: Partial<TrainSettings>,
+): TrainSettings {
+  const quick = opts.quick ? QUICK : {};
+  const rank = new Map<string, number>();
+  const s: Record<string, unknown> = {};
+  for (const key of OPTION_KEYS) {
+    const given = source(key) === 'cli' || source(key) === 'env';
+    const [value, r] = given ? [opts[key], 3]
+      : key in quick ? [quick[key as keyof TrainSettings], 2]
+        : saved && key in saved ? [saved[key], 1]
+          : [opts[key], 0];
+    s[key] = value;
+    rank.set(key, r);
+  }
+  // A resize from a weaker source than the crop size follows the crop at the reference ratio.
+  if (rank.get('resize')! < rank.get('imageSize')!) s.resize = Math.floor((320 * (s.imageSize as number)) / 299);
+  let synthetic = quick.synthetic ?? saved?.synthetic;
+  if (rank.get('valSize') === 3 && s.dataset === 'synthetic') synthetic = { ...synthetic, valSize: s.valSize as number };
+  const settings = { ...s, synthetic } as TrainSettings;
+  validateSettings(settings);
+  return settings;
+}
+
+function validateSettings(s: TrainSettings): void {
+  const min = MIN_IMAGE_SIZE[s.model];
+  if (s.imageSize < min) throw new UsageError(`--image-size must be at least ${min} for ${s.model}, got ${s.imageSize}`);
+  if (s.model === 'inception_v3' && s.auxLogits && s.imageSize < 299) {
+    throw new UsageError(`Inception V3's auxiliary classifier needs --image-size 299 or more (got ${s.imageSize}); add --no-aux-logits`);
+  }
+  if (s.resize < s.imageSize) throw new UsageError(`--resize (${s.resize}) must be at least --image-size (${s.imageSize})`);
+  if (s.numClasses < DATASET_CLASSES) {
+    throw new UsageError(`--num-classes must be at least ${DATASET_CLASSES}: ${s.dataset} has ${DATASET_CLASSES} classes`);
+  }
+}
+
+export function toTrainerOptions(s: TrainSettings): TrainerOptions {
+  return {
+    model: s.model,
+    modelOptions: s.model === 'xception'
+      ? { numClasses: s.numClasses, intermediateActivation: s.activation, variant: s.variant }
+      : { numClasses: s.numClasses, auxLogits: s.auxLogits },
+    dataset: s.dataset,
+    dataDir: s.dataDir,
+    synthetic: s.dataset === 'synthetic' ? s.synthetic : undefined,
+    valSize: s.valSize,
+    trainLimit: s.trainLimit,
+    evalLimit: s.evalLimit,
+    epochs: s.epochs,
+    batchSize: s.batchSize,
+    optimizer: { type: s.optimizer, lr: s.lr, weightDecay: s.weightDecay },
+    schedule: s.schedule,
+    labelSmoothing: s.labelSmoothing,
+    amp: s.amp,
+    device: s.device,
+    preprocessing: { crop: s.imageSize, resize: s.resize, evalResize: s.imageSize },
+    outDir: s.out,
+    seed: s.seed,
+    auxLossWeight: s.auxWeight,
+    threads: s.threads,
+  };
+}
+
+/** Fails (exit 1) when the settings ask for a CUDA device this machine does not have. */
+export function checkDevice(d: Device): void {
+  if (!d.startsWith('cuda')) return;
+  const info = runtimeInfo();
+  if (!info.cudaAvailable) {
+    throw new Error(`--device ${d}: CUDA is not available to libtorch ${info.libtorchVersion} (see xception-torch doctor); use --device cpu`);
+  }
+  const index = d.includes(':') ? Number(d.split(':')[1]) : 0;
+  if (index >= info.cudaDeviceCount) throw new Error(`--device ${d}: there ${info.cudaDeviceCount === 1 ? 'is 1 CUDA device' : `are ${info.cudaDeviceCount} CUDA devices`}`);
+}
+
+function describe(s: TrainSettings, resolved: Record<string, unknown>): string {
+  const model = s.model === 'xception' ? `xception (${s.variant}, activation ${s.activation})` : 'inception_v3';
+  const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
+  return `${model} on ${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
+    `batch ${s.batchSize}, ${s.epochs} epochs, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
+    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}`;
+}
+
+async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettings, previous?: CommandRecord & { resumes?: string[][] }): Promise<void> {
+  const version = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const record = previous
+    ? { ...previous, resumes: [...(previous.resumes ?? []), argv], dataDir: s.dataDir, synthetic: s.synthetic }
+    : { version, argv, dataDir: s.dataDir, synthetic: s.synthetic };
+  await fs.promises.mkdir(outDir, { recursive: true });
+  await writeFileAtomic(path.join(outDir, COMMAND_FILE), JSON.stringify(record, null, 2) + '\n');
+}
+
+/** Runs `train`; resolves with the exit code (0, or 130 after Ctrl-C). */
+export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  const source = (key: string) => cmd.getOptionValueSource(key);
+  let saved: SavedRun | undefined;
+  if (opts.resume) {
+    if (opts.out === undefined) throw new UsageError('--resume needs --out DIR: the run folder to continue');
+    const checkpoints = path.join(path.resolve(opts.out as string), 'checkpoints');
+    const last = findCheckpoint(checkpoints, 'last');
+    if (!last) throw new Error(`nothing to resume: no checkpoint in ${checkpoints}`);
+    saved = await readSavedRun(last);
+  } else if (opts.out !== undefined && findCheckpoint(path.join(path.resolve(opts.out as string), 'checkpoints'), 'last')) {
+    throw new UsageError(`${opts.out as string} already holds a run; continue it with --resume, or choose another --out`);
+  }
+  const settings = resolveTrainSettings(opts, source, saved && savedSettings(saved));
+  if (saved && saved.epoch >= settings.epochs) {
+    throw new UsageError(`the run in ${saved.runDir} has trained its ${saved.epoch} epochs; to train on, give --epochs with more than ${saved.epoch}`);
+  }
+  checkDevice(settings.device);
+
+  let trainer: Trainer;
+  try {
+    trainer = new Trainer(toTrainerOptions(settings));
+  } catch (error) {
+    throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
+  }
+  const outDir = trainer.outDir;
+  const tty = Boolean(process.stdout.isTTY);
+  const progress = new TrainingProgress(tty, settings.epochs);
+  const controller = new AbortController();
+  let interrupts = 0;
+  let started = false;
+  const onSigint = () => {
+    interrupts += 1;
+    progress.stop();
+    if (interrupts > 1 || !started) {
+      // Quitting mid-write is safe: checkpoints are only ever swapped in whole.
+      const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
+      const next = last ? `; continue from the last checkpoint with: xception-torch train --resume --out ${outDir}` : '';
+      console.error(`\nxception-torch: interrupted${started ? '' : ' before training started'}${next}`);
+      process.exit(130);
+    }
+    console.error('\nxception-torch: stopping after this batch to write a checkpoint (Ctrl-C again to quit at once)');
+    controller.abort();
+  };
+
+  let history: History;
+  try {
+    console.log(`${saved ? `resuming at epoch ${saved.epoch + 1}/${settings.epochs}: ` : 'training '}${describe(settings, trainer.resolvedOptions())}`);
+    console.log(`run folder: ${outDir}`);
+    process.on('SIGINT', onSigint);
+    // Load the data and build the model first, so that a missing dataset leaves no run folder.
+    await trainer.getModel();
+    await writeCommandRecord(outDir, argv, settings, saved?.command);
+    // From here fit() reaches its loop at once and honours the signal; before, Ctrl-C just quits.
+    started = true;
+    trainer.on('batch', (e) => progress.batch(e));
+    trainer.on('epoch', (r) => progress.epoch(r));
+    history = await trainer.fit({ signal: controller.signal, resume: Boolean(opts.resume) });
+  } finally {
+    process.off('SIGINT', onSigint);
+    progress.stop();
+    trainer.dispose();
+  }
+
+  if (history.interrupted) {
+    const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
+    if (last) {
+      console.log(`interrupted: checkpoint in ${last}`);
+      console.log(`resume with: xception-torch train --resume --out ${outDir}`);
+    } else {
+      console.log('interrupted before the first checkpoint; nothing to resume');
+    }
+    return 130;
+  }
+  const metrics = JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as {
+    testAccuracy: number; testLoss: number; trainingSeconds: number; bestEpoch?: number; bestValAccuracy?: number;
+  };
+  const best = metrics.bestEpoch !== undefined ? `  (best val acc ${metrics.bestValAccuracy!.toFixed(4)} at epoch ${metrics.bestEpoch})` : '';
+  console.log(`test accuracy ${metrics.testAccuracy.toFixed(4)}  test loss ${metrics.testLoss.toFixed(4)}  training ${formatDuration(metrics.trainingSeconds)}${best}`);
+  console.log(`run folder: ${outDir}`);
+  return 0;
+}
