@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { addTrainOptions, resolveTrainSettings, toTrainerOptions } from '../lib/commands/train';
+import { createSyntheticDataset, writeCifar10Binary } from '../lib/datasets';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
 // Small quick runs: 64 (or 160) of the 512 synthetic training images, so that an epoch takes seconds.
@@ -187,6 +188,19 @@ describe('xception-torch train: options and errors', () => {
     expect(help).toContain('--quick');
     expect(help).toContain('--resume');
   });
+
+  it('trains on CIFAR-10 from --data-dir (files in the real binary layout) through the real parser and split', async () => {
+    const data = fs.mkdtempSync(path.join(tmp, 'cifar-'));
+    const synthetic = createSyntheticDataset({ trainSize: 600, valSize: 0, testSize: 100, seed: 9 });
+    await writeCifar10Binary(data, { train: synthetic.train, test: synthetic.test, classNames: synthetic.classNames });
+    const out = path.join(tmp, 'cifar-run');
+    const r = run(['train', '--dataset', 'cifar10', '--data-dir', data, '--val-size', '100', '--train-limit', '64',
+      '--eval-limit', '32', '--image-size', '32', '--batch-size', '16', '--epochs', '1', '--device', 'cpu', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(EPOCH_LINE);
+    const metrics = readJson<{ options: { dataset: string; valSize: number; trainLimit: number } }>(path.join(out, 'metrics.json'));
+    expect(metrics.options).toMatchObject({ dataset: 'cifar10', valSize: 100, trainLimit: 64 });
+  }, 300_000);
 
   it('a missing dataset exits 1 with the library error on one line and leaves no run folder', () => {
     const empty = fs.mkdtempSync(path.join(tmp, 'empty-'));
