@@ -62,11 +62,12 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
         if (opts.imageSize < min) throw new UsageError(`--image-size must be at least ${min} for ${name}`);
         const rows = model.summary(opts.imageSize);
         const parameters = model.parameterCount();
+        const macs = rows.filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0);
         if (opts.json) {
-          console.log(JSON.stringify({ model: name, imageSize: opts.imageSize, parameters, layers: rows }, null, 2));
+          console.log(JSON.stringify({ model: name, imageSize: opts.imageSize, parameters, macs, layers: rows }, null, 2));
         } else {
           const title = `${name} (${opts.numClasses} classes${name === 'xception' ? `, ${opts.variant}, activation ${opts.activation}` : `, aux logits ${opts.auxLogits ? 'on' : 'off'}`})`;
-          console.log(formatSummaryTable(rows, { title, imageSize: opts.imageSize, parameters }));
+          console.log(formatSummaryTable(rows, { title, imageSize: opts.imageSize, parameters, macs }));
         }
       } finally {
         model.dispose();

@@ -18,6 +18,10 @@ export interface LayerSummary {
   type: string;
   outputShape: number[];
   parameters: number;
+  /** Multiply-accumulates of the stage's convolutions and linear layers for one image. */
+  macs: number;
+  /** True for stages that only run in training mode (Inception V3's aux head). */
+  trainingOnly: boolean;
 }
 
 export interface Model {
@@ -212,6 +216,14 @@ abstract class NativeBackedModel implements Model {
   summary(imageSize = 299): LayerSummary[] {
     if (!Number.isSafeInteger(imageSize) || imageSize < 1) throw new ModelError(`imageSize must be a positive integer; got ${imageSize}`);
     return this.native((h) => h.summary(imageSize));
+  }
+
+  /**
+   * Multiply-accumulates of one forward pass of one image in eval mode (convolutions and linear
+   * layers, as thop/fvcore count them): Xception 8.36 G and Inception V3 5.71 G at 299x299.
+   */
+  multiplyAccumulates(imageSize = 299): number {
+    return this.summary(imageSize).filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0);
   }
 
   /** The smallest height and width forward() accepts. */

@@ -23,6 +23,8 @@ export interface NativeLayerRow {
   type: string;
   outputShape: number[];
   parameters: number;
+  macs: number;
+  trainingOnly: boolean;
 }
 
 /** The C++ model wrapper (native/addon.cpp). */

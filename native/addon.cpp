@@ -197,8 +197,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Forward(const Napi::CallbackInfo& info);
 
-  // One row per top-level stage: { name, type, outputShape, parameters }, from a forward pass of a
-  // single zero image in eval mode (the mode is restored afterwards).
+  // One row per top-level stage: { name, type, outputShape, parameters, macs, trainingOnly }, from a
+  // forward pass of a single zero image in eval mode (the mode is restored afterwards). Stages that
+  // only run in training (Inception's aux head) are run too, to show their shape, and marked.
   Napi::Value Summary(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ensure_idle("summarise");
@@ -207,12 +208,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto& model = net();
       model.check_input_shape({1, 3, size, size});
 
-      struct Row { std::string name, type; std::vector<int64_t> shape; int64_t params; };
+      struct Row { std::string name, type; std::vector<int64_t> shape; int64_t params, macs; bool training_only; };
       std::vector<Row> rows;
       std::unordered_map<std::string, std::shared_ptr<torch::nn::Module>> children;
       for (const auto& c : model.named_children()) children.emplace(c.key(), c.value());
+      const auto training_only = model.training_only_stages();
+      xt::MacCounter counter;
+      int64_t counted_so_far = 0;
       xt::StageRecorder record = [&](const std::string& name, const torch::Tensor& out) {
-        Row row{name, name, out.sizes().vec(), 0};
+        const bool only_training = std::find(training_only.begin(), training_only.end(), name) != training_only.end();
+        Row row{name, name, out.sizes().vec(), 0, counter.total() - counted_so_far, only_training};
+        counted_so_far = counter.total();
         auto it = children.find(name);
         if (it != children.end()) {
           row.type = short_type_name(*it->second);
@@ -237,6 +243,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         o.Set("type", rows[i].type);
         o.Set("outputShape", js_shape(env, rows[i].shape));
         o.Set("parameters", Napi::Number::New(env, static_cast<double>(rows[i].params)));
+        o.Set("macs", Napi::Number::New(env, static_cast<double>(rows[i].macs)));
+        o.Set("trainingOnly", rows[i].training_only);
         out.Set(static_cast<uint32_t>(i), o);
       }
       return out;

@@ -40,7 +40,7 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in_channels, int64_t out_channels, torc
   bn = register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out_channels).eps(0.001)));
 }
 
-torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return bn->forward(conv->forward(x)).relu_(); }
+torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return bn->forward(counted(conv, x)).relu_(); }
 
 InceptionAImpl::InceptionAImpl(int64_t in, int64_t pool_features) : torch::nn::Module("InceptionA") {
   branch1x1 = register_module("branch1x1", BasicConv2d(in, 64, 1));
@@ -141,7 +141,7 @@ torch::Tensor InceptionAuxImpl::forward(torch::Tensor x) {
   x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(5).stride(3));
   x = conv1(conv0(x));
   x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions({1, 1}));
-  return fc(torch::flatten(x, 1));
+  return counted(fc, torch::flatten(x, 1));
 }
 
 InceptionV3Impl::InceptionV3Impl(const InceptionV3Options& options) : Network("InceptionV3"), options_(options) {
@@ -224,7 +224,7 @@ NetworkOutput InceptionV3Impl::forward_all(torch::Tensor x, const StageRecorder*
   x = record_stage(record, "Mixed_7c", Mixed_7c(x));
   x = record_stage(record, "avgpool", avgpool(x));              // N x 2048 x 1 x 1
   x = record_stage(record, "dropout", dropout(x));
-  x = record_stage(record, "fc", fc(torch::flatten(x, 1)));     // N x num_classes
+  x = record_stage(record, "fc", counted(fc, torch::flatten(x, 1)));  // N x num_classes
   return {x, aux};
 }
 

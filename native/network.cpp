@@ -23,6 +23,33 @@ void collect_state(const torch::nn::Module& module, const std::string& prefix,
 
 }  // namespace
 
+namespace {
+thread_local MacCounter* active_counter = nullptr;
+}  // namespace
+
+MacCounter::MacCounter() : previous_(active_counter) { active_counter = this; }
+MacCounter::~MacCounter() { active_counter = previous_; }
+
+void MacCounter::add(int64_t macs) {
+  if (active_counter) active_counter->total_ += macs;
+}
+
+torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  auto out = conv->forward(x);
+  if (active_counter) {
+    const auto& o = conv->options;
+    const int64_t per_output = (o.in_channels() / o.groups()) * (*o.kernel_size())[0] * (*o.kernel_size())[1];
+    MacCounter::add(out.numel() * per_output);
+  }
+  return out;
+}
+
+torch::Tensor counted(torch::nn::Linear& fc, const torch::Tensor& x) {
+  auto out = fc->forward(x);
+  if (active_counter) MacCounter::add(out.numel() * fc->options.in_features());
+  return out;
+}
+
 void Network::check_input_shape(const std::vector<int64_t>& shape) const {
   const int64_t min = min_input_size();
   bool ok = shape.size() == 4 && shape[0] >= 1 && shape[1] == 3 && shape[2] >= min && shape[3] >= min;

@@ -29,6 +29,8 @@ class Network : public torch::nn::Module {
   virtual std::string model_name() const = 0;
   virtual std::string display_name() const = 0;
   virtual int64_t min_input_size() const = 0;
+  // Stages that run in training mode only (shown by summaries, left out of their eval totals).
+  virtual std::vector<std::string> training_only_stages() const { return {}; }
 
   // Throws std::invalid_argument naming the expected shape when `shape` is not [N, 3, H, W]
   // with H, W >= min_input_size().
@@ -38,6 +40,26 @@ class Network : public torch::nn::Module {
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const;
   int64_t parameter_count() const;
 };
+
+// Multiply-accumulates of the convolutions and linear layers run on this thread, counted while a
+// MacCounter is active (summaries and comparisons; training never turns it on).
+class MacCounter {
+ public:
+  MacCounter();
+  ~MacCounter();
+  MacCounter(const MacCounter&) = delete;
+  MacCounter& operator=(const MacCounter&) = delete;
+  int64_t total() const { return total_; }
+  static void add(int64_t macs);
+
+ private:
+  MacCounter* previous_;
+  int64_t total_ = 0;
+};
+
+// conv(x) / fc(x), counting their multiply-accumulates when a MacCounter is active.
+torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x);
+torch::Tensor counted(torch::nn::Linear& fc, const torch::Tensor& x);
 
 // Records a stage output under `name` when a recorder is given; returns the output unchanged.
 inline torch::Tensor record_stage(const StageRecorder* record, const std::string& name, torch::Tensor x) {

@@ -22,13 +22,13 @@ SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channe
 }
 
 torch::Tensor SeparableConv2dImpl::forward(torch::Tensor x) {
-  x = conv1->forward(x);
+  x = counted(conv1, x);
   switch (activation_) {
     case IntermediateActivation::None: break;
     case IntermediateActivation::ReLU: x = torch::relu(x); break;
     case IntermediateActivation::ELU: x = torch::elu(x); break;
   }
-  return pointwise->forward(x);
+  return counted(pointwise, x);
 }
 
 XceptionBlockImpl::XceptionBlockImpl(int64_t in_channels, int64_t out_channels, int64_t reps, int64_t stride,
@@ -60,7 +60,7 @@ XceptionBlockImpl::XceptionBlockImpl(int64_t in_channels, int64_t out_channels, 
 torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
   torch::Tensor shortcut = x;
   if (skip) {
-    shortcut = skip->forward(x);
+    shortcut = counted(skip, x);
     if (skipbn) shortcut = skipbn->forward(shortcut);
   }
   return rep->forward(x) + shortcut;
@@ -122,10 +122,10 @@ int64_t XceptionImpl::min_input_size() const {
 }
 
 NetworkOutput XceptionImpl::forward_all(torch::Tensor x, const StageRecorder* record) {
-  x = record_stage(record, "conv1", conv1(x));
+  x = record_stage(record, "conv1", counted(conv1, x));
   x = record_stage(record, "bn1", bn1(x));
   x = record_stage(record, "act1", act1(x));
-  x = record_stage(record, "conv2", conv2(x));
+  x = record_stage(record, "conv2", counted(conv2, x));
   x = record_stage(record, "bn2", bn2(x));
   x = record_stage(record, "act2", act2(x));
   for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -140,7 +140,7 @@ NetworkOutput XceptionImpl::forward_all(torch::Tensor x, const StageRecorder* re
   x = record_stage(record, "global_pool", global_pool(x));
   x = torch::flatten(x, 1);
   if (options_.dropout > 0) x = torch::dropout(x, options_.dropout, is_training());
-  x = record_stage(record, "fc", fc(x));
+  x = record_stage(record, "fc", counted(fc, x));
   return {x, torch::Tensor()};
 }
 

@@ -15,7 +15,23 @@ describe('xception-torch CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Total params: 20,827,442/);
     expect(r.stdout).toMatch(/block12\s.*XceptionBlock\s.*\[1, 1024, 10, 10\]\s.*2,039,584/);
-    expect(r.stdout).toMatch(/fc\s.*Linear\s.*\[1, 10\]\s.*20,490/);
+    expect(r.stdout).toMatch(/fc\s.*Linear\s.*\[1, 10\]\s.*20,490\s.*20\.48 K/);
+    expect(r.stdout).toMatch(/Multiply-accumulates per image \(eval\): 8\.3\d G/);
+  });
+
+  it('summary counts multiply-accumulates per layer and in total, within 0.5% of the published figures at 299', () => {
+    for (const [model, expected] of [['xception', 8.36e9], ['inception_v3', 5.71e9]] as const) {
+      const r = run('summary', '--model', model, '--num-classes', '1000', '--json');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout) as { macs: number; layers: Array<{ name: string; macs: number; trainingOnly: boolean }> };
+      expect(Math.abs(out.macs / expected - 1)).toBeLessThan(0.005);
+      expect(out.layers.filter((l) => !l.trainingOnly).reduce((n, l) => n + l.macs, 0)).toBe(out.macs);
+      expect(out.layers.find((l) => l.name === 'fc')?.macs).toBe(2048 * 1000);
+    }
+    const inception = JSON.parse(run('summary', '--model', 'inception_v3', '--json').stdout) as { layers: Array<{ name: string; macs: number; trainingOnly: boolean }> };
+    const aux = inception.layers.find((l) => l.name === 'AuxLogits');
+    expect(aux?.trainingOnly).toBe(true);
+    expect(aux?.macs).toBeGreaterThan(0);
   });
 
   it('summary --json gives Inception V3 layers whose parameters add up', () => {

@@ -171,6 +171,15 @@ describe('lifecycle and devices', () => {
     model.dispose();
   });
 
+  it('counts multiply-accumulates like a forward hook on every conv and linear layer (eval, one image)', () => {
+    // Xception at 96: the same formula the published 8.36 G uses (out elements x in/groups x kernel).
+    const model = new Xception({ numClasses: 10 });
+    const at299 = model.multiplyAccumulates(299);
+    expect(Math.abs(at299 / 8.36e9 - 1)).toBeLessThan(0.005);
+    expect(model.multiplyAccumulates(150)).toBeLessThan(at299 / 3);
+    model.dispose();
+  });
+
   it('summary lists every stage with shapes, and its parameters add up to the total', () => {
     const model = new InceptionV3({ numClasses: 10 });
     const rows = model.summary(299);
