@@ -2,7 +2,8 @@
 // ts-node) or from the compiled dist/ folder.
 import * as path from 'path';
 
-const compiled = __dirname.split(path.sep).includes('dist');
+// Compiled, this file is <root>/dist/lib/paths.js; from source, <root>/lib/paths.ts.
+const compiled = path.basename(path.dirname(__dirname)) === 'dist';
 
 export const PROJECT_ROOT = path.resolve(__dirname, compiled ? '../..' : '..');
 export const BUILD_DIR = path.join(PROJECT_ROOT, 'build');
