@@ -150,6 +150,9 @@ export interface NativeAddon {
     params: FloatTensor[]; grads: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number;
     lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; decoupled?: boolean;
   }): { params: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number };
+  /** Timed fp32 training steps (Adam) or eval forward passes on a fixed random batch (bench/). */
+  benchmarkSteps(model: NativeModelHandle, args: { batch: number; size: number; warmup: number; steps: number; train: boolean }):
+    Promise<{ seconds: number; images: number }>;
   /** The training loop's GradScaler unscale + update around one step, on the CPU. */
   gradScalerStep(args: {
     grads: FloatTensor[]; scale: number; growthTracker: number; skippedSteps: number;

@@ -1,6 +1,7 @@
 // The N-API surface of training: NativeTrainer runs epochs and evaluations of a model on a
 // dataset on a worker thread, reports progress through a thread-safe function, and exposes the
 // optimizer, scaler and position state that checkpoints save.
+#include <chrono>
 #include <memory>
 
 #include "napi_support.h"
@@ -382,6 +383,63 @@ Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
   });
 }
 
+// benchmarkSteps(model, { batch, size, warmup, steps, train }) -> Promise<{ seconds, images }>:
+// timed training steps (forward, cross-entropy, backward, Adam) or eval forward passes on one fixed
+// random batch, for side-by-side comparisons with PyTorch (bench/). fp32, the model's device.
+Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto model = model_access(info[0]);
+    if (info.Length() < 2 || !info[1].IsObject()) throw std::invalid_argument("benchmarkSteps(model, { batch, size, warmup, steps, train })");
+    auto o = info[1].As<Napi::Object>();
+    const int64_t batch = int_option(o, "batch", 8), size = int_option(o, "size", 96);
+    const int64_t warmup = int_option(o, "warmup", 2), steps = int_option(o, "steps", 5);
+    const bool train = bool_option(o, "train", true);
+    if (batch < 1 || steps < 1 || warmup < 0) throw std::invalid_argument("batch and steps must be positive, warmup >= 0");
+    model.net->check_input_shape({batch, 3, size, size});
+    if (model.busy->load() > 0) throw std::runtime_error("the model is busy with another job");
+    (*model.busy)++;
+    auto* busy = model.busy;
+    auto net = model.net;
+    const auto device = model.device;
+    return AsyncTask::Start(
+        info.Env(),
+        [net, device, batch, size, warmup, steps, train]() -> AsyncTask::Finish {
+          auto x = torch::randn({batch, 3, size, size}, torch::TensorOptions().device(device));
+          const int64_t classes = net->named_parameters()["fc.weight"].size(0);
+          auto y = torch::randint(0, classes, {batch}, torch::TensorOptions().dtype(torch::kLong).device(device));
+          std::vector<std::pair<std::string, torch::Tensor>> params;
+          for (const auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+          Adam adam(params, AdamOptions{});
+          const bool was_training = net->is_training();
+          net->train(train);
+          auto run_step = [&] {
+            if (train) {
+              for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();
+              torch::nn::functional::cross_entropy(net->forward_all(x).logits, y).backward();
+              adam.step(1e-3);
+            } else {
+              c10::InferenceMode inference;
+              net->forward_all(x);
+            }
+          };
+          for (int64_t i = 0; i < warmup; ++i) run_step();
+          if (device.is_cuda()) torch::cuda::synchronize();
+          const auto start = std::chrono::steady_clock::now();
+          for (int64_t i = 0; i < steps; ++i) run_step();
+          if (device.is_cuda()) torch::cuda::synchronize();
+          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          net->train(was_training);
+          return [seconds, images = batch * steps](Napi::Env env) -> Napi::Value {
+            auto r = Napi::Object::New(env);
+            r.Set("seconds", seconds);
+            r.Set("images", static_cast<double>(images));
+            return r;
+          };
+        },
+        [busy] { (*busy)--; }, info[0].As<Napi::Object>());
+  });
+}
+
 }  // namespace
 
 Napi::Function define_native_trainer(Napi::Env env) { return NativeTrainer::Define(env); }
@@ -389,6 +447,7 @@ Napi::Function define_native_trainer(Napi::Env env) { return NativeTrainer::Defi
 void define_optimizer_steps(Napi::Env env, Napi::Object exports) {
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
   exports.Set("gradScalerStep", Napi::Function::New(env, GradScalerStep));
+  exports.Set("benchmarkSteps", Napi::Function::New(env, BenchmarkSteps));
 }
 
 }  // namespace xt::napi

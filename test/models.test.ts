@@ -137,6 +137,22 @@ describe('forward input checks', () => {
   });
 });
 
+describe('benchmark steps (bench/)', () => {
+  it('times training steps and inference passes on a fixed batch, and restores the mode', async () => {
+    const { native } = await import('../lib/native');
+    const model = new Xception({ numClasses: 10, middleFlowBlocks: 0 }).eval();
+    for (const train of [true, false]) {
+      const r = await native().benchmarkSteps(model.nativeHandle, { batch: 2, size: 32, warmup: 1, steps: 2, train });
+      expect(r.images).toBe(4);
+      expect(r.seconds).toBeGreaterThan(0);
+    }
+    expect(model.training).toBe(false);
+    expect(() => native().benchmarkSteps(model.nativeHandle, { batch: 2, size: 5, warmup: 0, steps: 1, train: true }))
+      .toThrow(/H, W >= 7/);
+    model.dispose();
+  });
+});
+
 describe('lifecycle and devices', () => {
   it('runs forward() off the event loop', async () => {
     const model = new InceptionV3({ numClasses: 10 }).eval();
