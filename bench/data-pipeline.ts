@@ -12,14 +12,9 @@ import { Command } from 'commander';
 import { DeviceDataset, REFERENCE_PREPROCESSING } from '../lib/datasets/device-dataset';
 import { setNumThreads, runtimeInfo } from '../lib/runtime';
 import { permutation } from '../lib/random';
+import { median } from './stats';
 
 const PYTHON = process.env.XCEPTION_TORCH_PYTHON ?? '/usr/bin/python3';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 async function ours(images: number, batch: number, batches: number): Promise<number> {
   const data = new Uint8Array(images * 3 * 32 * 32);

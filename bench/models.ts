@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
 import { runtimeInfo } from '../lib/runtime';
+import { median } from './stats';
 
 const PYTHON = process.env.XCEPTION_TORCH_PYTHON ?? '/usr/bin/python3';
 
@@ -18,12 +19,6 @@ interface Measurement {
   seconds: number;
   peakRssMb: number;
 }
-
-const median = (values: number[]): number => {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 function measure(command: string, args: string[], label: string): Measurement {
   const r = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });

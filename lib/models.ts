@@ -1,6 +1,6 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
-import { native, NativeModelHandle, NativeTensorInput, SafetensorsDtype as NativeDtype } from './native';
+import { native, NativeLayerRow, NativeModelHandle, NativeTensorInput, SafetensorsDtype as NativeDtype } from './native';
 import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
@@ -13,16 +13,7 @@ export interface TensorData {
 }
 
 /** One row of `summary()`: a top-level stage of the network, like torchinfo's depth-1 table. */
-export interface LayerSummary {
-  name: string;
-  type: string;
-  outputShape: number[];
-  parameters: number;
-  /** Multiply-accumulates of the stage's convolutions and linear layers for one image. */
-  macs: number;
-  /** True for stages that only run in training mode (Inception V3's aux head). */
-  trainingOnly: boolean;
-}
+export type LayerSummary = NativeLayerRow;
 
 export interface Model {
   readonly name: ModelName;

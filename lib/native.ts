@@ -18,12 +18,15 @@ export interface NativeTensorInput extends NativeTensorInfo {
   data: Uint8Array;
 }
 
+/** One row of a model summary: a top-level stage of the network, like torchinfo's depth-1 table. */
 export interface NativeLayerRow {
   name: string;
   type: string;
   outputShape: number[];
   parameters: number;
+  /** Multiply-accumulates of the stage's convolutions and linear layers for one image. */
   macs: number;
+  /** True for stages that only run in training mode (Inception V3's aux head). */
   trainingOnly: boolean;
 }
 

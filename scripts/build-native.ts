@@ -3,6 +3,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
+import { readBuildInfo } from '../lib/native';
 import { BUILD_DIR, BUILD_INFO_PATH as BUILD_INFO, PROJECT_ROOT } from '../lib/paths';
 import { findLibtorch, LibtorchLocation } from './download-libtorch';
 
@@ -10,19 +11,11 @@ export interface BuildInfo extends LibtorchLocation {
   builtAt: string;
 }
 
-function previousBuild(): BuildInfo | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(BUILD_INFO, 'utf8')) as BuildInfo;
-  } catch {
-    return undefined;
-  }
-}
-
 export async function buildNative(): Promise<BuildInfo> {
   const libtorch = await findLibtorch();
   console.error(`xception-torch: building the native addon against libtorch ${libtorch.version ?? ''} (${libtorch.prefixPath})`);
   // A different libtorch needs a fresh CMake cache; otherwise an incremental build is enough.
-  const before = previousBuild();
+  const before = readBuildInfo(BUILD_INFO);
   const command = before && before.prefixPath === libtorch.prefixPath ? 'build' : 'rebuild';
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const args = [
