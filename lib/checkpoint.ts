@@ -6,8 +6,9 @@
 // leaves a broken checkpoint: readers fall back to the previous one while a swap is half done.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { NativeTensor, NativeTensorInput, NativeTrainState } from './native';
-import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
+import { isNativeDtype, tensorEntries } from './native';
+import type { NativeTensorInput, NativeTrainState } from './native';
+import { readSafetensors, writeSafetensors } from './safetensors';
 
 export const MODEL_FILE = 'model.safetensors';
 export const STATE_FILE = 'state.safetensors';
@@ -17,9 +18,6 @@ export interface CheckpointState<Meta> {
   optimizer: NativeTensorInput[];
   meta: Meta;
 }
-
-const toEntries = (tensors: NativeTensor[]): Array<[string, SafetensorsTensor]> =>
-  tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) }]);
 
 /**
  * Writes checkpoint `name` (e.g. 'last', 'best') under `dir`: `saveModel` writes the weights
@@ -36,7 +34,7 @@ export async function writeCheckpoint<Meta>(
   await fs.promises.mkdir(temp);
   await saveModel(path.join(temp, MODEL_FILE));
   const { optimizer, ...rest } = train;
-  await writeSafetensors(path.join(temp, STATE_FILE), toEntries(optimizer), {
+  await writeSafetensors(path.join(temp, STATE_FILE), tensorEntries(optimizer), {
     format: 'xception-torch-checkpoint',
     state: JSON.stringify({ train: rest, meta }),
   });
@@ -63,10 +61,9 @@ export async function readCheckpointState<Meta>(folder: string): Promise<Checkpo
   }
   const parsed = JSON.parse(file.metadata.state) as { train: CheckpointState<Meta>['train']; meta: Meta };
   const optimizer: NativeTensorInput[] = [...file.tensors].map(([name, t]) => {
-    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16' && t.dtype !== 'F64' && t.dtype !== 'I64') {
-      throw new Error(`${folder}: optimizer tensor '${name}' has unsupported dtype ${t.dtype}`);
-    }
-    return { name, dtype: t.dtype, shape: t.shape, data: t.data };
+    const dtype = t.dtype;
+    if (!isNativeDtype(dtype)) throw new Error(`${folder}: optimizer tensor '${name}' has unsupported dtype ${dtype}`);
+    return { name, dtype, shape: t.shape, data: t.data };
   });
   return { train: parsed.train, optimizer, meta: parsed.meta };
 }

@@ -1,7 +1,7 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
-import { native, NativeLayerRow, NativeModelHandle, NativeTensorInput, SafetensorsDtype as NativeDtype } from './native';
-import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
+import { isNativeDtype, native, NATIVE_DTYPES, NativeLayerRow, NativeModelHandle, NativeTensorInput, tensorEntries } from './native';
+import { readSafetensors, writeSafetensors } from './safetensors';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
 export type ModelName = 'xception' | 'inception_v3';
@@ -90,7 +90,6 @@ function validateOptions<T extends object>(model: string, options: T, checks: Re
 
 // ---- the shared implementation ----------------------------------------------------------------
 
-const LOADABLE_DTYPES: ReadonlySet<string> = new Set<NativeDtype>(['F32', 'F16', 'BF16', 'F64', 'I64']);
 
 function listNames(names: string[], limit = 8): string {
   const shown = names.slice(0, limit).join(', ');
@@ -151,21 +150,18 @@ abstract class NativeBackedModel implements Model {
     const entries: NativeTensorInput[] = [];
     for (const [name, tensor] of file.tensors) {
       if (!expected.has(name)) continue;
-      if (!LOADABLE_DTYPES.has(tensor.dtype)) {
-        throw new ModelError(`cannot load ${path}: '${name}' has dtype ${tensor.dtype}; supported are ${[...LOADABLE_DTYPES].join(', ')}`);
+      const dtype = tensor.dtype;
+      if (!isNativeDtype(dtype)) {
+        throw new ModelError(`cannot load ${path}: '${name}' has dtype ${dtype}; supported are ${[...NATIVE_DTYPES].join(', ')}`);
       }
-      entries.push({ name, dtype: tensor.dtype as NativeDtype, shape: tensor.shape, data: tensor.data });
+      entries.push({ name, dtype, shape: tensor.shape, data: tensor.data });
     }
     this.native((h) => h.setState(entries));
   }
 
   async saveSafetensors(path: string): Promise<void> {
     const state = this.native((h) => h.getState());
-    const tensors: Array<[string, SafetensorsTensor]> = state.map((t) => [
-      t.name,
-      { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) },
-    ]);
-    await writeSafetensors(path, tensors, { format: 'pt', producer: 'xception-torch', model: this.name });
+    await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
   }
 
   train(): this {

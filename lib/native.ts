@@ -4,6 +4,11 @@ import { ADDON_PATH, BUILD_INFO_PATH, PROJECT_ROOT } from './paths';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64';
 
+/** The tensor dtypes the addon reads and writes. */
+export const NATIVE_DTYPES: ReadonlySet<string> = new Set<SafetensorsDtype>(['F32', 'F16', 'BF16', 'F64', 'I64']);
+
+export const isNativeDtype = (dtype: string): dtype is SafetensorsDtype => NATIVE_DTYPES.has(dtype);
+
 export interface NativeTensorInfo {
   name: string;
   shape: number[];
@@ -16,6 +21,11 @@ export interface NativeTensor extends NativeTensorInfo {
 
 export interface NativeTensorInput extends NativeTensorInfo {
   data: Uint8Array;
+}
+
+/** Tensors copied out of the addon as [name, { dtype, shape, data }] entries for a safetensors file. */
+export function tensorEntries(tensors: NativeTensor[]): Array<[string, { dtype: SafetensorsDtype; shape: number[]; data: Uint8Array }]> {
+  return tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) }]);
 }
 
 /** One row of a model summary: a top-level stage of the network, like torchinfo's depth-1 table. */
