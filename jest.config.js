@@ -3,6 +3,8 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // The GPU tests run through `npm run test:gpu`.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/gpu/'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: { types: ['node', 'jest'], esModuleInterop: true } }] },
   testTimeout: 120000,
 };

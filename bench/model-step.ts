@@ -1,19 +1,26 @@
-// One measurement of bench/models.ts in a process of its own (so its peak RSS is its own):
-// timed fp32 training steps or eval passes of one model. Prints the same JSON as the PyTorch side.
+// One measurement of bench/models.ts or bench/gpu.ts in a process of its own (so its peak memory is
+// its own): timed training steps or eval passes of one model. Prints the same JSON as the PyTorch side.
+//
+//   model-step.ts <model> <train|infer> <size> <batch> <warmup> <steps> <threads> [device] [amp] [channelsLast]
 import { createModel, ModelName } from '../lib/models';
 import { native } from '../lib/native';
 import { setNumThreads } from '../lib/runtime';
 
 async function main(): Promise<void> {
-  const [model, mode, size, batch, warmup, steps, threads] = process.argv.slice(2);
+  const [model, mode, size, batch, warmup, steps, threads, device = 'cpu', amp = 'off', channelsLast = 'false'] = process.argv.slice(2);
   setNumThreads(Number(threads));
   native().manualSeed(0);
-  const net = createModel(model as ModelName, model === 'inception_v3' ? { numClasses: 10, auxLogits: false } : { numClasses: 10 });
+  // On the CPU benchmark Inception V3 runs without its aux head (96x96 inputs are too small for it);
+  // on the GPU at 299 with it, as torchvision trains it.
+  const options = model === 'inception_v3' ? { numClasses: 10, auxLogits: device !== 'cpu' } : { numClasses: 10 };
+  const net = createModel(model as ModelName, options);
+  if (device !== 'cpu') net.to(device as 'cuda');
   const r = await native().benchmarkSteps(net.nativeHandle, {
     batch: Number(batch), size: Number(size), warmup: Number(warmup), steps: Number(steps), train: mode === 'train',
+    amp: amp as 'off' | 'fp16' | 'bf16', channelsLast: channelsLast === 'true',
   });
   const peakRssMb = process.resourceUsage().maxRSS / 1024;
-  console.log(JSON.stringify({ imagesPerSecond: r.images / r.seconds, seconds: r.seconds, peakRssMb }));
+  console.log(JSON.stringify({ imagesPerSecond: r.images / r.seconds, seconds: r.seconds, images: r.images, peakRssMb, peakMemory: r.peakMemory }));
 }
 
 main().catch((error: Error) => {

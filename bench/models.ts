@@ -4,27 +4,15 @@
 // medians over the repeats. PyTorch side: bench/model_reference.py with /usr/bin/python3.
 //
 //   npm run bench -- [--size 96] [--batch 8] [--steps 5] [--warmup 2] [--repeats 3] [--threads N] [--out FILE] [--no-record]
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
 import { runtimeInfo } from '../lib/runtime';
+import { measure, Measurement } from './measure';
 import { median } from './stats';
 
 const PYTHON = process.env.XCEPTION_TORCH_PYTHON ?? '/usr/bin/python3';
-
-interface Measurement {
-  imagesPerSecond: number;
-  seconds: number;
-  peakRssMb: number;
-}
-
-function measure(command: string, args: string[], label: string): Measurement {
-  const r = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`${label} failed:\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Measurement;
-}
 
 async function main(): Promise<void> {
   const opts = new Command('bench')
@@ -55,8 +43,8 @@ async function main(): Promise<void> {
         model, mode,
         oursImagesPerSecond: median(ours.map((m) => m.imagesPerSecond)),
         pytorchImagesPerSecond: median(torch.map((m) => m.imagesPerSecond)),
-        oursPeakRssMb: median(ours.map((m) => m.peakRssMb)),
-        pytorchPeakRssMb: median(torch.map((m) => m.peakRssMb)),
+        oursPeakRssMb: median(ours.map((m) => m.peakRssMb ?? 0)),
+        pytorchPeakRssMb: median(torch.map((m) => m.peakRssMb ?? 0)),
         ratio: 0,
       };
       row.ratio = row.oursImagesPerSecond / row.pytorchImagesPerSecond;

@@ -92,9 +92,11 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
         ['Node.js', process.version],
         ['libtorch', info.libtorchVersion],
         ['libtorch path', where],
-        ['CUDA', info.cudaAvailable ? 'available' : 'not available'],
-        ['cuDNN', info.cudnnAvailable ? 'available' : 'not available'],
+        ['CUDA', info.cudaAvailable ? `available${info.cudaVersion ? ` (runtime ${info.cudaVersion})` : ''}`
+          : `not available${info.builtWithCuda ? ' (CUDA build, but no GPU is visible)' : ' (CPU-only libtorch)'}`],
+        ['cuDNN', info.cudnnAvailable ? `available${info.cudnnVersion ? ` (${info.cudnnVersion})` : ''}` : 'not available'],
         ['CUDA devices', String(info.cudaDeviceCount)],
+        ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${info.gpu.totalMemoryGiB.toFixed(1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
         ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
       ];
       for (const [k, v] of lines) console.log(`${k.padEnd(15)} ${v}`);

@@ -149,6 +149,13 @@ export interface NativeInfo {
   cudaAvailable: boolean;
   cudnnAvailable: boolean;
   cudaDeviceCount: number;
+  /** Compiled against a CUDA libtorch with the CUDA-only code (GPU memory statistics, fused Adam). */
+  builtWithCuda: boolean;
+  /** As libtorch encodes them: CUDA 12040 = 12.4; cuDNN 90100 = 9.1.0. Present when CUDA is. */
+  cudaRuntimeVersion?: number;
+  cudnnVersion?: number;
+  /** GPU 0, when CUDA is available and the addon was built with CUDA. */
+  gpu?: { name: string; totalMemory: number; computeCapability: string };
   threads: number;
   hardwareThreads: number;
   parallelInfo: string;
@@ -158,23 +165,30 @@ export interface NativeAddon {
   NativeModel: new (name: string, options: object) => NativeModelHandle;
   NativeDataset: new (images: Uint8Array, labels: Uint8Array, shape: number[], device: string) => NativeDatasetHandle;
   NativeTrainer: new (model: NativeModelHandle, train: NativeDatasetHandle, config: object) => NativeTrainerHandle;
-  /** One step of the training loop's Adam/AdamW on the CPU (for checks against torch.optim). */
+  /** One step of the training loop's Adam/AdamW on `device` (default 'cpu'), for checks against torch.optim. */
   adamStep(args: {
     params: FloatTensor[]; grads: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number;
-    lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; decoupled?: boolean;
-  }): { params: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number };
-  /** Timed fp32 training steps (Adam) or eval forward passes on a fixed random batch (bench/). */
-  benchmarkSteps(model: NativeModelHandle, args: { batch: number; size: number; warmup: number; steps: number; train: boolean }):
-    Promise<{ seconds: number; images: number }>;
-  /** The training loop's GradScaler unscale + update around one step, on the CPU. */
+    lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; decoupled?: boolean; device?: string;
+  }): { params: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number; fused: boolean };
+  /** Timed training steps (the training loop's step) or eval forward passes on a fixed random batch (bench/). */
+  benchmarkSteps(model: NativeModelHandle, args: {
+    batch: number; size: number; warmup: number; steps: number; train: boolean;
+    amp?: 'off' | 'fp16' | 'bf16'; channelsLast?: boolean;
+  }): Promise<{ seconds: number; images: number; peakMemory?: number }>;
+  /** The training loop's GradScaler unscale + update around one step, on `device` (default 'cpu'). */
   gradScalerStep(args: {
     grads: FloatTensor[]; scale: number; growthTracker: number; skippedSteps: number;
-    growthFactor?: number; backoffFactor?: number; growthInterval?: number;
+    growthFactor?: number; backoffFactor?: number; growthInterval?: number; device?: string;
   }): { grads: FloatTensor[]; foundInf: boolean; scale: number; growthTracker: number; skippedSteps: number };
   info(): NativeInfo;
   setNumThreads(threads: number): void;
   /** Seeds libtorch's default generators (weight initialisation). */
   manualSeed(seed: number): void;
+  /** The CUDA caching allocator's statistics in bytes; null without CUDA. */
+  cudaMemoryStats(device?: number): { allocated: number; peakAllocated: number; reserved: number; peakReserved: number } | null;
+  resetCudaPeakMemory(device?: number): void;
+  /** TF32 tensor cores for float32 convolutions and matrix products (PyTorch's default: on for cuDNN). */
+  setAllowTF32(allow: boolean): void;
 }
 
 /** What scripts/build-native.ts recorded about the libtorch the addon was built against. */

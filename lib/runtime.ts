@@ -9,6 +9,12 @@ export interface RuntimeInfo {
   cudaAvailable: boolean;
   cudnnAvailable: boolean;
   cudaDeviceCount: number;
+  /** Whether the addon was compiled against a CUDA libtorch (with the CUDA-only code). */
+  builtWithCuda: boolean;
+  /** 'major.minor' of the CUDA runtime, and cuDNN's 'major.minor.patch', when CUDA is available. */
+  cudaVersion?: string;
+  cudnnVersion?: string;
+  gpu?: { name: string; totalMemoryGiB: number; computeCapability: string };
   /** Intra-op threads used for CPU work (default: every available core). */
   threads: number;
   hardwareThreads: number;
@@ -22,6 +28,10 @@ export function runtimeInfo(): RuntimeInfo {
     cudaAvailable: info.cudaAvailable,
     cudnnAvailable: info.cudnnAvailable,
     cudaDeviceCount: info.cudaDeviceCount,
+    builtWithCuda: info.builtWithCuda,
+    cudaVersion: info.cudaRuntimeVersion === undefined ? undefined : decodeCudaVersion(info.cudaRuntimeVersion),
+    cudnnVersion: info.cudnnVersion === undefined ? undefined : decodeCudnnVersion(info.cudnnVersion),
+    gpu: info.gpu && { name: info.gpu.name, totalMemoryGiB: info.gpu.totalMemory / 2 ** 30, computeCapability: info.gpu.computeCapability },
     threads: info.threads,
     hardwareThreads: info.hardwareThreads,
   };
@@ -31,4 +41,16 @@ export function runtimeInfo(): RuntimeInfo {
 export function setNumThreads(threads: number): void {
   if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer; got ${threads}`);
   native().setNumThreads(threads);
+}
+
+/** CUDA's integer version (12040) as '12.4'. */
+export function decodeCudaVersion(v: number): string {
+  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
+}
+
+/** cuDNN's integer version as 'major.minor.patch' (8.x encodes major*1000, 9.x major*10000). */
+export function decodeCudnnVersion(v: number): string {
+  const base = v >= 90000 ? 10000 : 1000;
+  const rest = v % base;
+  return `${Math.floor(v / base)}.${Math.floor(rest / 100)}.${rest % 100}`;
 }

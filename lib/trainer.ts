@@ -69,6 +69,9 @@ export interface TrainerOptions {
   threads?: number;
   /** channels_last memory format (helps on GPUs). Default: true on CUDA. */
   channelsLast?: boolean;
+  /** CUDA: let cuDNN time its convolution algorithms on the first batches and keep the fastest
+   * (torch.backends.cudnn.benchmark; process-wide). Default true. */
+  cudnnBenchmark?: boolean;
   /** Batches between progress reports ('batch' events). Default 1 on the CPU, 10 on CUDA. */
   progressEvery?: number;
 }
@@ -249,6 +252,7 @@ export class Trainer extends EventEmitter {
       seed: o.seed ?? 0,
       preprocessing: resolvePreprocessing(o.preprocessing),
       channelsLast: o.channelsLast ?? this.device.startsWith('cuda'),
+      cudnnBenchmark: o.cudnnBenchmark ?? true,
       // Reading the metrics costs a device sync: rarely on a GPU, every batch on the CPU.
       progressEvery: o.progressEvery ?? (this.device.startsWith('cuda') ? 10 : 1),
     });

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "inception_v3.h"
+#include "cuda_support.h"
 #include "napi_support.h"
 #include "xception.h"
 
@@ -317,6 +318,17 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("cudaAvailable", cuda);
     o.Set("cudnnAvailable", cuda && torch::cuda::cudnn_is_available());
     o.Set("cudaDeviceCount", static_cast<double>(cuda ? torch::cuda::device_count() : 0));
+    o.Set("builtWithCuda", built_with_cuda());
+    // Versions as libtorch encodes them: CUDA 12040 = 12.4, cuDNN 90100 = 9.1.0.
+    if (cuda) o.Set("cudaRuntimeVersion", static_cast<double>(at::globalContext().versionCUDART()));
+    if (cuda && at::globalContext().hasCuDNN()) o.Set("cudnnVersion", static_cast<double>(at::globalContext().versionCuDNN()));
+    if (auto gpu = cuda_device_info(0)) {
+      auto g = Napi::Object::New(env);
+      g.Set("name", gpu->name);
+      g.Set("totalMemory", static_cast<double>(gpu->total_memory));
+      g.Set("computeCapability", std::to_string(gpu->major) + "." + std::to_string(gpu->minor));
+      o.Set("gpu", g);
+    }
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));
     o.Set("parallelInfo", at::get_parallel_info());
@@ -346,11 +358,58 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   });
 }
 
+int device_index_of(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || info[0].IsUndefined()) return 0;
+  if (!info[0].IsNumber()) throw std::invalid_argument("the CUDA device index must be a number");
+  const int64_t index = info[0].As<Napi::Number>().Int64Value();
+  if (index < 0 || index >= std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()))) {
+    throw std::invalid_argument("no CUDA device " + std::to_string(index));
+  }
+  return static_cast<int>(index);
+}
+
+// cudaMemoryStats(device = 0) -> { allocated, peakAllocated, reserved, peakReserved } in bytes
+// (torch.cuda.memory_allocated and friends), or null without CUDA.
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const auto stats = cuda_memory_stats(device_index_of(info));
+    if (!stats) return info.Env().Null();
+    auto o = Napi::Object::New(info.Env());
+    o.Set("allocated", static_cast<double>(stats->allocated));
+    o.Set("peakAllocated", static_cast<double>(stats->peak_allocated));
+    o.Set("reserved", static_cast<double>(stats->reserved));
+    o.Set("peakReserved", static_cast<double>(stats->peak_reserved));
+    return o;
+  });
+}
+
+Napi::Value ResetCudaPeakMemory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    reset_cuda_peak_memory(device_index_of(info));
+    return info.Env().Undefined();
+  });
+}
+
+// setAllowTF32(bool): TF32 tensor cores for float32 convolutions and matrix products (on by
+// default for cuDNN, as torch.backends.cudnn.allow_tf32). Off gives true float32 arithmetic.
+Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setAllowTF32 expects a boolean");
+    const bool allow = info[0].As<Napi::Boolean>().Value();
+    at::globalContext().setAllowTF32CuDNN(allow);
+    at::globalContext().setAllowTF32CuBLAS(allow);
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Define(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemory));
+  exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory));
+  exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeTrainer", define_native_trainer(env));
   define_optimizer_steps(env, exports);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 
+#include "cuda_support.h"
 #include "napi_support.h"
 #include "training.h"
 
@@ -37,6 +38,7 @@ TrainConfig config_of(const Napi::Object& o) {
   c.amp = amp_of(string_option(o, "amp", "off"));
   c.seed = static_cast<uint64_t>(int_option(o, "seed", 0));
   c.channels_last = bool_option(o, "channelsLast", c.channels_last);
+  c.cudnn_benchmark = bool_option(o, "cudnnBenchmark", c.cudnn_benchmark);
   c.progress_every = std::max<int64_t>(1, int_option(o, "progressEvery", c.progress_every));
   if (o.Has("scaler") && o.Get("scaler").IsObject()) {
     auto s = o.Get("scaler").As<Napi::Object>();
@@ -306,14 +308,15 @@ Napi::Array float_list(Napi::Env env, const std::vector<torch::Tensor>& tensors)
   for (size_t i = 0; i < tensors.size(); ++i) {
     auto o = Napi::Object::New(env);
     o.Set("shape", js_shape(env, tensors[i].sizes()));
-    o.Set("data", float32_array(env, tensors[i].clone()));
+    o.Set("data", float32_array(env, tensors[i].to(torch::kCPU).contiguous().clone()));
     out.Set(static_cast<uint32_t>(i), o);
   }
   return out;
 }
 
-// adamStep({ params, grads, expAvg, expAvgSq, steps, lr, beta1, beta2, eps, weightDecay, decoupled })
-//   -> { params, expAvg, expAvgSq, steps }: one step of the training loop's Adam (CPU).
+// adamStep({ params, grads, expAvg, expAvgSq, steps, lr, beta1, beta2, eps, weightDecay, decoupled, device })
+//   -> { params, expAvg, expAvgSq, steps, fused }: one step of the training loop's Adam on `device`
+//   (default 'cpu'; on CUDA the fused kernels where libtorch has them).
 Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto o = info[0].As<Napi::Object>();
@@ -321,6 +324,10 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
     auto grads = float_tensors(o.Get("grads"), "grads");
     auto exp_avg = float_tensors(o.Get("expAvg"), "expAvg");
     auto exp_avg_sq = float_tensors(o.Get("expAvgSq"), "expAvgSq");
+    const auto device = parse_device(string_option(o, "device", "cpu"));
+    for (auto* list : {&params, &grads, &exp_avg, &exp_avg_sq}) {
+      for (auto& t : *list) t = t.to(device);
+    }
     if (grads.size() != params.size() || exp_avg.size() != params.size() || exp_avg_sq.size() != params.size()) {
       throw std::invalid_argument("params, grads, expAvg and expAvgSq must have the same length");
     }
@@ -351,23 +358,26 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
     out.Set("expAvg", float_list(env, new_avg));
     out.Set("expAvgSq", float_list(env, new_avg_sq));
     out.Set("steps", static_cast<double>(adam.steps()));
+    out.Set("fused", adam.fused());
     return out;
   });
 }
 
-// gradScalerStep({ grads, scale, growthTracker, skippedSteps, growthFactor, backoffFactor, growthInterval })
+// gradScalerStep({ grads, scale, growthTracker, skippedSteps, growthFactor, backoffFactor, growthInterval, device })
 //   -> { grads (unscaled), foundInf, scale, growthTracker, skippedSteps }: the training loop's
-//   unscale + update around one optimizer step (CPU).
+//   unscale + update around one optimizer step, on `device` (default 'cpu'; CUDA: the ATen kernels).
 Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto o = info[0].As<Napi::Object>();
     auto grads = float_tensors(o.Get("grads"), "grads");
+    const auto device = parse_device(string_option(o, "device", "cpu"));
+    for (auto& g : grads) g = g.to(device);
     GradScalerOptions options;
     options.init_scale = number_option(o, "scale", options.init_scale);
     options.growth_factor = number_option(o, "growthFactor", options.growth_factor);
     options.backoff_factor = number_option(o, "backoffFactor", options.backoff_factor);
     options.growth_interval = int_option(o, "growthInterval", options.growth_interval);
-    GradScaler scaler(options, torch::kCPU);
+    GradScaler scaler(options, device);
     scaler.set_state(options.init_scale, int_option(o, "growthTracker", 0), int_option(o, "skippedSteps", 0));
     scaler.unscale(grads);
     const bool found_inf = scaler.found_inf();
@@ -383,9 +393,11 @@ Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
   });
 }
 
-// benchmarkSteps(model, { batch, size, warmup, steps, train }) -> Promise<{ seconds, images }>:
-// timed training steps (forward, cross-entropy, backward, Adam) or eval forward passes on one fixed
-// random batch, for side-by-side comparisons with PyTorch (bench/). fp32, the model's device.
+// benchmarkSteps(model, { batch, size, warmup, steps, train, amp, channelsLast })
+//   -> Promise<{ seconds, images, peakMemory? }>: timed training steps (the training loop's own
+// step: forward under autocast, cross-entropy (+ aux), scaled backward, Adam, scale update) or eval
+// forward passes on one fixed random batch, for side-by-side comparisons with PyTorch (bench/).
+// On CUDA, peakMemory is the caching allocator's peak over the timed and warm-up steps.
 Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto model = model_access(info[0]);
@@ -394,8 +406,14 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
     const int64_t batch = int_option(o, "batch", 8), size = int_option(o, "size", 96);
     const int64_t warmup = int_option(o, "warmup", 2), steps = int_option(o, "steps", 5);
     const bool train = bool_option(o, "train", true);
-    if (batch < 1 || steps < 1 || warmup < 0) throw std::invalid_argument("batch and steps must be positive, warmup >= 0");
+    if (batch < 2 || steps < 1 || warmup < 0) throw std::invalid_argument("batch must be at least 2, steps positive, warmup >= 0");
+    TrainConfig config;
+    config.batch_size = batch;
+    config.amp = amp_of(string_option(o, "amp", "off"));
+    config.scaler.enabled = config.amp == AmpMode::FP16;
+    config.channels_last = bool_option(o, "channelsLast", false);
     model.net->check_input_shape({batch, 3, size, size});
+    if (config.amp == AmpMode::FP16 && model.device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
     if (model.busy->load() > 0) throw std::runtime_error("the model is busy with another job");
     (*model.busy)++;
     auto* busy = model.busy;
@@ -403,25 +421,26 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
     const auto device = model.device;
     return AsyncTask::Start(
         info.Env(),
-        [net, device, batch, size, warmup, steps, train]() -> AsyncTask::Finish {
+        [net, device, config, size, warmup, steps, train]() -> AsyncTask::Finish {
+          const int64_t batch = config.batch_size;
           auto x = torch::randn({batch, 3, size, size}, torch::TensorOptions().device(device));
+          if (config.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
           const int64_t classes = net->named_parameters()["fc.weight"].size(0);
           auto y = torch::randint(0, classes, {batch}, torch::TensorOptions().dtype(torch::kLong).device(device));
-          std::vector<std::pair<std::string, torch::Tensor>> params;
-          for (const auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
-          Adam adam(params, AdamOptions{});
           const bool was_training = net->is_training();
+          // The session converts the weights to channels_last when asked, as training does.
+          TrainingSession session(net, config, device, batch);
           net->train(train);
           auto run_step = [&] {
             if (train) {
-              for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();
-              torch::nn::functional::cross_entropy(net->forward_all(x).logits, y).backward();
-              adam.step(1e-3);
+              session.train_step(x, y, config.optimizer.lr);
             } else {
               c10::InferenceMode inference;
+              AutocastGuard autocast(device.type(), config.amp);
               net->forward_all(x);
             }
           };
+          if (device.is_cuda()) reset_cuda_peak_memory(device.index() < 0 ? 0 : device.index());
           for (int64_t i = 0; i < warmup; ++i) run_step();
           if (device.is_cuda()) torch::cuda::synchronize();
           const auto start = std::chrono::steady_clock::now();
@@ -429,10 +448,13 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
           if (device.is_cuda()) torch::cuda::synchronize();
           const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           net->train(was_training);
-          return [seconds, images = batch * steps](Napi::Env env) -> Napi::Value {
+          const auto memory = device.is_cuda() ? cuda_memory_stats(device.index() < 0 ? 0 : device.index()) : std::nullopt;
+          const double peak = memory ? static_cast<double>(memory->peak_allocated) : -1;
+          return [seconds, images = batch * steps, peak](Napi::Env env) -> Napi::Value {
             auto r = Napi::Object::New(env);
             r.Set("seconds", seconds);
             r.Set("images", static_cast<double>(images));
+            if (peak >= 0) r.Set("peakMemory", peak);
             return r;
           };
         },

@@ -1,5 +1,7 @@
 #include "data.h"
 
+#include "device_copy.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -43,7 +45,7 @@ ImageStore::ImageStore(torch::Tensor images, torch::Tensor labels, torch::Device
 }
 
 torch::Tensor ImageStore::labels(const torch::Tensor& indices) const {
-  return labels_.index_select(0, indices.to(device_, torch::kLong));
+  return labels_.index_select(0, to_device(indices, device_, torch::kLong));
 }
 
 namespace {
@@ -132,13 +134,13 @@ torch::Tensor ImageStore::assemble_batched(const torch::Tensor& indices, int64_t
   const int64_t batch = indices.size(0);
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device_);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
-  auto mean = torch::tensor({p.mean[0], p.mean[1], p.mean[2]}, torch::kDouble).to(opts).view({1, 3, 1, 1});
-  auto std = torch::tensor({p.std[0], p.std[1], p.std[2]}, torch::kDouble).to(opts).view({1, 3, 1, 1});
-  auto x = resize_float(images_.index_select(0, indices.to(device_, torch::kLong)).to(torch::kFloat), resize);
-  auto off = offsets.to(long_opts);
+  auto mean = to_device(torch::tensor({p.mean[0], p.mean[1], p.mean[2]}, torch::kDouble), device_, torch::kFloat).view({1, 3, 1, 1});
+  auto std = to_device(torch::tensor({p.std[0], p.std[1], p.std[2]}, torch::kDouble), device_, torch::kFloat).view({1, 3, 1, 1});
+  auto x = resize_float(images_.index_select(0, to_device(indices, device_, torch::kLong)).to(torch::kFloat), resize);
+  auto off = to_device(offsets, device_, torch::kLong);
   auto steps = torch::arange(p.crop, long_opts);
   auto rows = off.index({Slice(), Slice(0, 1)}) + steps;  // [B, crop]
-  auto cols = off.index({Slice(), Slice(1, 2)}) + torch::where(flips.to(device_, torch::kBool).view({-1, 1}), steps.flip(0), steps);
+  auto cols = off.index({Slice(), Slice(1, 2)}) + torch::where(to_device(flips, device_, torch::kBool).view({-1, 1}), steps.flip(0), steps);
   auto b = torch::arange(batch, long_opts).view({-1, 1, 1});
   // Advanced indexing puts the broadcast [B, crop, crop] first and the channel slice last.
   x = x.index({b, Slice(), rows.view({batch, p.crop, 1}), cols.view({batch, 1, p.crop})});

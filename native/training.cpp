@@ -12,6 +12,10 @@ namespace {
 constexpr bool kAutocastDeviceApi = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4);
 // libtorch gained CPU kernels for the AMP ops in 2.3.
 constexpr bool kCpuAmpKernels = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3);
+// torch.optim's fused Adam kernels (CUDA) arrived in 2.0. XT_NO_FUSED_ADAM builds without them.
+#if TORCH_VERSION_MAJOR >= 2 && !defined(XT_NO_FUSED_ADAM)
+#define XT_FUSED_ADAM 1
+#endif
 
 at::ScalarType amp_dtype(AmpMode mode) { return mode == AmpMode::BF16 ? at::kBFloat16 : at::kHalf; }
 
@@ -85,6 +89,7 @@ GradScaler::GradScaler(const GradScalerOptions& options, torch::Device device) :
   scale_ = torch::full({1}, options.init_scale, f);
   growth_tracker_ = torch::zeros({1}, f.dtype(torch::kInt));
   found_inf_ = torch::zeros({1}, f);
+  skipped_steps_ = torch::zeros({1}, f);
 }
 
 torch::Tensor GradScaler::scale(const torch::Tensor& loss) const {
@@ -108,7 +113,7 @@ bool GradScaler::found_inf() const { return options_.enabled && found_inf_.item<
 
 void GradScaler::update() {
   if (!options_.enabled) return;
-  if (found_inf()) skipped_steps_++;
+  skipped_steps_.add_(found_inf_);
   if (scale_.is_cuda() || kCpuAmpKernels) {
     at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, options_.growth_factor, options_.backoff_factor,
                            options_.growth_interval);
@@ -134,16 +139,17 @@ void GradScaler::update() {
 
 double GradScaler::scale_value() const { return options_.enabled ? scale_.item<float>() : 1.0; }
 int64_t GradScaler::growth_tracker() const { return growth_tracker_.item<int32_t>(); }
+int64_t GradScaler::skipped_steps() const { return static_cast<int64_t>(skipped_steps_.item<float>()); }
 
 void GradScaler::set_state(double scale, int64_t growth_tracker, int64_t skipped_steps) {
   scale_.fill_(scale);
   growth_tracker_.fill_(growth_tracker);
-  skipped_steps_ = skipped_steps;
+  skipped_steps_.fill_(static_cast<double>(skipped_steps));
 }
 
 // ---- Adam ----------------------------------------------------------------------------------
 
-Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options)
+Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options, bool allow_fused)
     : options_(options), params_(std::move(params)) {
   if (!(options.lr > 0)) throw std::invalid_argument("lr must be positive");
   if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1)) {
@@ -155,10 +161,77 @@ Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const Adam
     exp_avg_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));
     exp_avg_sq_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));
   }
+#ifdef XT_FUSED_ADAM
+  // The fused kernels take float32 tensors of one CUDA device.
+  fused_ = allow_fused && !params_.empty();
+  for (const auto& p : params_) {
+    fused_ = fused_ && p.second.is_cuda() && p.second.scalar_type() == torch::kFloat &&
+             p.second.device() == params_.front().second.device();
+  }
+  if (fused_) {
+    device_steps_ = torch::zeros({}, params_.front().second.options());
+    no_overflow_ = torch::zeros({1}, params_.front().second.options());
+  }
+#else
+  (void)allow_fused;
+#endif
 }
 
-void Adam::step(double lr) {
+int64_t Adam::steps() const {
+  return fused_ ? static_cast<int64_t>(device_steps_.item<float>()) : steps_;
+}
+
+void Adam::step(double lr, const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
+  if (fused_ && step_fused(lr, found_inf)) return;
+  if (found_inf.defined() && found_inf.item<float>() != 0.0f) return;
+  if (fused_) {
+    // A step the fused kernels could not take: continue the count from the device.
+    steps_ = steps();
+    step_single_tensor(lr);
+    device_steps_.fill_(static_cast<double>(steps_));
+    return;
+  }
+  step_single_tensor(lr);
+}
+
+bool Adam::step_fused(double lr, const torch::Tensor& found_inf) {
+#ifdef XT_FUSED_ADAM
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& param = params_[i].second;
+    const auto& grad = param.grad();
+    // One shared step count stands for torch.optim's per-parameter ones, so every parameter
+    // must step together; and the kernels need gradients laid out like their parameters.
+    if (!grad.defined() || grad.strides() != param.strides()) return false;
+    params.push_back(param);
+    grads.push_back(grad);
+    exp_avgs.push_back(exp_avg_[i]);
+    exp_avg_sqs.push_back(exp_avg_sq_[i]);
+  }
+  // As torch.optim's _fused_adam: count the step, run the kernel (which does nothing when
+  // found_inf is set), then take the count back on overflow. All on the device.
+  device_steps_.add_(1);
+  const std::vector<torch::Tensor> state_steps(params.size(), device_steps_);
+  // Always pass a flag (a zero one without a scaler): one call for every libtorch's optional type.
+  const auto& inf = found_inf.defined() ? found_inf : no_overflow_;
+  if (options_.decoupled_weight_decay) {
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
+                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
+  } else {
+    at::_fused_adam_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
+                     options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
+  }
+  if (found_inf.defined()) device_steps_.sub_(found_inf.reshape({}));
+  return true;
+#else
+  (void)lr;
+  (void)found_inf;
+  return false;
+#endif
+}
+
+void Adam::step_single_tensor(double lr) {
   steps_++;
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
@@ -202,6 +275,7 @@ void Adam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t
     }
   }
   steps_ = steps;
+  if (fused_) device_steps_.fill_(static_cast<double>(steps));
 }
 
 // ---- the training loop ----------------------------------------------------------------------
@@ -233,8 +307,9 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
   if (train_size < 2) throw std::invalid_argument("the training set needs at least 2 images");
   config_.preprocessing.validate(1);
   if (config.amp == AmpMode::FP16 && device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
-  // Fixed input shapes: let cuDNN pick the fastest convolution algorithms.
-  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  // Fixed input shapes: let cuDNN pick the fastest convolution algorithms (process-wide, as
+  // torch.backends.cudnn.benchmark).
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark);
 }
 
 int64_t TrainingSession::batches_per_epoch() const {
@@ -291,31 +366,9 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
     torch::manual_seed(mix_seed(config_.seed ^ 0x5bd1e995ULL, pos.epoch, b));
 
     lr = lr_at(pos.epoch * batches + b);
-    torch::Tensor loss;
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(device_.type(), config_.amp);
-      auto out = net_->forward_all(x);
-      logits = out.logits;
-      auto options = F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing);
-      loss = F::cross_entropy(out.logits, y, options);
-      if (out.aux.defined() && config_.aux_loss_weight > 0) {
-        loss = loss + config_.aux_loss_weight * F::cross_entropy(out.aux, y, options);
-      }
-    }
-    for (auto& p : net_->parameters()) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
-    scaler_.scale(loss).backward();
-    if (scaler_.enabled()) {
-      std::vector<torch::Tensor> grads;
-      for (auto& p : net_->parameters()) {
-        if (p.grad().defined()) grads.push_back(p.grad());
-      }
-      scaler_.unscale(grads);
-      if (!scaler_.found_inf()) optimizer_.step(lr);
-      scaler_.update();
-    } else {
-      optimizer_.step(lr);
-    }
+    const auto out = train_step(x, y, lr);
+    const auto& loss = out.loss;
+    const auto& logits = out.logits;
 
     {
       torch::NoGradGuard no_grad;
@@ -369,6 +422,35 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
     pos.pending_correct = correct.item<int64_t>();
     pos.seen = seen;
     pos.seconds = seconds;
+  }
+  return result;
+}
+
+TrainingSession::StepOutput TrainingSession::train_step(const torch::Tensor& x, const torch::Tensor& y, double lr) {
+  StepOutput result;
+  {
+    AutocastGuard autocast(device_.type(), config_.amp);
+    auto out = net_->forward_all(x);
+    result.logits = out.logits;
+    auto options = F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing);
+    result.loss = F::cross_entropy(out.logits, y, options);
+    if (out.aux.defined() && config_.aux_loss_weight > 0) {
+      result.loss = result.loss + config_.aux_loss_weight * F::cross_entropy(out.aux, y, options);
+    }
+  }
+  for (auto& p : net_->parameters()) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+  scaler_.scale(result.loss).backward();
+  if (scaler_.enabled()) {
+    std::vector<torch::Tensor> grads;
+    for (auto& p : net_->parameters()) {
+      if (p.grad().defined()) grads.push_back(p.grad());
+    }
+    scaler_.unscale(grads);
+    // The optimizer skips the step on overflow: on the device when it is fused, else after a read.
+    optimizer_.step(lr, scaler_.found_inf_tensor());
+    scaler_.update();
+  } else {
+    optimizer_.step(lr);
   }
   return result;
 }

@@ -53,14 +53,18 @@ class GradScaler {
   torch::Tensor scale(const torch::Tensor& loss) const;
   // grads *= 1 / scale (reciprocal computed in double, applied in float); records non-finite values.
   void unscale(const std::vector<torch::Tensor>& grads);
-  // Whether the last unscale saw an inf or NaN (reads the device flag).
+  // Whether the last unscale saw an inf or NaN (reads the device flag: a host sync).
   bool found_inf() const;
-  // Grow or back off the scale from the last unscale's result, and clear the flag.
+  // The device flag itself (float32 [1], non-zero after an overflow), for an optimizer that skips
+  // on the device without a sync.
+  const torch::Tensor& found_inf_tensor() const { return found_inf_; }
+  // Grow or back off the scale from the last unscale's result, and clear the flag. On the fused
+  // path this stays on the device (no host sync).
   void update();
 
   double scale_value() const;
   int64_t growth_tracker() const;
-  int64_t skipped_steps() const { return skipped_steps_; }
+  int64_t skipped_steps() const;
   void set_state(double scale, int64_t growth_tracker, int64_t skipped_steps);
   const GradScalerOptions& options() const { return options_; }
 
@@ -69,7 +73,7 @@ class GradScaler {
   torch::Tensor scale_;
   torch::Tensor growth_tracker_;
   torch::Tensor found_inf_;
-  int64_t skipped_steps_ = 0;
+  torch::Tensor skipped_steps_;  // float32 [1] on the device, counted without a host sync
 };
 
 struct AdamOptions {
@@ -81,18 +85,23 @@ struct AdamOptions {
   bool decoupled_weight_decay = false;  // AdamW
 };
 
-// Adam / AdamW with the update of torch.optim (single-tensor path). Written here rather than
-// using torch::optim::Adam so that its state is plain named tensors (checkpoints) and can feed
-// the fused CUDA kernel later.
+// Adam / AdamW with the update of torch.optim. Written here rather than using torch::optim::Adam
+// so that its state is plain named tensors (checkpoints). On CUDA with libtorch >= 2.0 it runs
+// torch.optim's fused kernels (at::_fused_adam_ / _fused_adamw_: a few launches for all
+// parameters instead of several per tensor, and an overflow skip decided on the device); elsewhere
+// the single-tensor update of torch.optim.
 class Adam {
  public:
-  Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options);
+  Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options, bool allow_fused = true);
   // One step at learning rate `lr` from the parameters' .grad(); parameters without a gradient
-  // are left alone (as torch.optim does).
-  void step(double lr);
+  // are left alone (as torch.optim does). With `found_inf` (a GradScaler's flag) the step is
+  // skipped when it is non-zero: on the device for the fused kernels, after a host read otherwise.
+  void step(double lr, const torch::Tensor& found_inf = {});
 
   const AdamOptions& options() const { return options_; }
-  int64_t steps() const { return steps_; }
+  bool fused() const { return fused_; }
+  // Steps taken (skipped ones not counted). Reads the device counter on the fused path.
+  int64_t steps() const;
   // exp_avg.<name>, exp_avg_sq.<name> for every parameter.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps);
@@ -103,6 +112,12 @@ class Adam {
   std::vector<torch::Tensor> exp_avg_;
   std::vector<torch::Tensor> exp_avg_sq_;
   int64_t steps_ = 0;
+  bool fused_ = false;
+  torch::Tensor device_steps_;  // fused path: float32 0-dim step count on the device
+  torch::Tensor no_overflow_;   // fused path: a zero overflow flag for steps without a GradScaler
+
+  void step_single_tensor(double lr);
+  bool step_fused(double lr, const torch::Tensor& found_inf);
 };
 
 struct TrainConfig {
@@ -117,6 +132,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   Preprocessing preprocessing;
   bool channels_last = false;
+  bool cudnn_benchmark = true;  // CUDA: time the convolution algorithms once per shape, keep the fastest
   int64_t progress_every = 5;  // batches between reads of the device-side metrics
 };
 
@@ -160,6 +176,15 @@ class TrainingSession {
   EpochResult train_epoch(const ImageStore& data, const std::function<void(const TrainProgress&)>& progress,
                           const std::atomic<bool>& stop);
   EvalResult evaluate(const ImageStore& data, int64_t batch_size, int64_t num_classes);
+
+  struct StepOutput {
+    torch::Tensor loss;    // 0-dim, the unscaled training loss (with the aux term)
+    torch::Tensor logits;  // [B, classes]
+  };
+  // One optimisation step on a ready batch: forward under autocast, loss, scaled backward,
+  // unscale, Adam step (skipped on overflow), scale update. Queues work without host syncs where
+  // the device allows it (CUDA with fused Adam).
+  StepOutput train_step(const torch::Tensor& x, const torch::Tensor& y, double lr);
 
   int64_t batches_per_epoch() const;
   EpochPosition& position() { return position_; }

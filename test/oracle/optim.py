@@ -10,6 +10,9 @@ GradScaler, run on the CPU.
       Runs scaler.step(adam) + scaler.update() per step; O: final p<i>; stdout: the per-step
       trajectory [{scale, growth_tracker, stepped}].
 
+With "device": "cuda" in the options everything runs on the GPU: Adam/AdamW with fused=True (the
+kernels the training loop uses there) and torch.amp.GradScaler("cuda") with its CUDA kernels.
+
 GradScaler: torch.amp.GradScaler("cpu") where PyTorch has CPU AMP kernels (2.3+). On older
 PyTorch (Debian's 1.13) the class is CUDA-only: the oracle then runs torch.cuda.amp.GradScaler's own
 code on the CPU, standing in only for its two CUDA kernels with their documented semantics.
@@ -27,8 +30,9 @@ import safetensors_io  # noqa: E402
 
 def make_adam(params, o):
     cls = torch.optim.AdamW if o.get("adamw") else torch.optim.Adam
+    extra = {"fused": True} if o.get("device") == "cuda" else {}
     return cls(params, lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))), eps=o.get("eps", 1e-8),
-               weight_decay=o.get("weight_decay", 0.0))
+               weight_decay=o.get("weight_decay", 0.0), **extra)
 
 
 def non_finite_check_and_unscale_(grads, found_inf, inv_scale):
@@ -57,6 +61,8 @@ def update_scale_(scale, growth_tracker, found_inf, growth_factor, backoff_facto
 def make_scaler(o):
     kwargs = dict(init_scale=o["init_scale"], growth_factor=o["growth_factor"], backoff_factor=o["backoff_factor"],
                   growth_interval=o["growth_interval"])
+    if o.get("device") == "cuda":
+        return torch.amp.GradScaler("cuda", **kwargs)
     if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") and hasattr(torch, "_amp_update_scale_"):
         try:
             scaler = torch.amp.GradScaler("cpu", **kwargs)
@@ -90,7 +96,8 @@ def main():
     p.add_argument("--options", required=True)
     a = p.parse_args()
     o = json.loads(a.options)
-    t = safetensors_io.load(a.input)
+    device = torch.device(o.get("device", "cpu"))
+    t = {k: v.to(device) for k, v in safetensors_io.load(a.input).items()}
     n = len([k for k in t if k.startswith("p")])
     params = [torch.nn.Parameter(t[f"p{i}"].clone()) for i in range(n)]
 
@@ -99,14 +106,14 @@ def main():
         for i, param in enumerate(params):
             param.grad = t[f"g{i}"].clone()
             if o.get("steps", 0) > 0:
-                opt.state[param] = {"step": torch.tensor(float(o["steps"])), "exp_avg": t[f"m{i}"].clone(),
+                opt.state[param] = {"step": torch.tensor(float(o["steps"]), device=device if o.get("device") == "cuda" else "cpu"), "exp_avg": t[f"m{i}"].clone(),
                                     "exp_avg_sq": t[f"v{i}"].clone()}
         opt.step()
         out = {}
         for i, param in enumerate(params):
-            out[f"p{i}"] = param.detach()
-            out[f"m{i}"] = opt.state[param]["exp_avg"]
-            out[f"v{i}"] = opt.state[param]["exp_avg_sq"]
+            out[f"p{i}"] = param.detach().cpu()
+            out[f"m{i}"] = opt.state[param]["exp_avg"].cpu()
+            out[f"v{i}"] = opt.state[param]["exp_avg_sq"].cpu()
         safetensors_io.save(a.out, out)
         print(json.dumps({"ok": True}))
     else:
@@ -122,7 +129,7 @@ def main():
             scaler.update()
             trajectory.append({"scale": scaler.get_scale(), "growth_tracker": scaler._get_growth_tracker(),
                                "stepped": steps_after > steps_before})
-        safetensors_io.save(a.out, {f"p{i}": param.detach() for i, param in enumerate(params)})
+        safetensors_io.save(a.out, {f"p{i}": param.detach().cpu() for i, param in enumerate(params)})
         print(json.dumps(trajectory))
 
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One session on a CUDA machine, results into one folder: build the addon against the machine's
+# libtorch (falling back to XT_SAFE_BUILD=1 if the CUDA-only code does not compile), `doctor`,
+# `npm run test:gpu`, `npm run bench:gpu`. Each step has a time limit so a slow one leaves the rest
+# their turn; logs, bench JSON and bench/RESULTS.md land in $OUT (default ./gpu-results).
+#
+#   bash scripts/gpu-check.sh            # on a machine with node, npm install done, PyTorch (CUDA)
+#   TEST_LIMIT=300 BENCH_LIMIT=300 BENCH_ARGS='--models xception' bash scripts/gpu-check.sh
+set -uo pipefail
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+export XCEPTION_TORCH_PYTHON=${XCEPTION_TORCH_PYTHON:-$(command -v python3)}
+export TS_NODE_TRANSPILE_ONLY=1 PYTHONUNBUFFERED=1
+t0=$(date +%s)
+step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+
+step "build (TypeScript, then the addon)"
+npm run build:ts > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+if ! npm run build:native >> "$out/build.log" 2>&1; then
+  grep -E "error|Error" "$out/build.log" | head -40
+  step "the full build failed; retrying without the CUDA-only code (XT_SAFE_BUILD=1)"
+  XT_SAFE_BUILD=1 npm run build:native > "$out/build-safe.log" 2>&1 || { tail -60 "$out/build-safe.log"; exit 1; }
+fi
+grep -E "xception-torch:|CUDA" "$out/build.log" | tail -5
+
+step "doctor"
+node dist/lib/cli.js doctor | tee "$out/doctor.txt"
+
+step "test:gpu (limit ${TEST_LIMIT:-240}s)"
+timeout "${TEST_LIMIT:-240}" npm run test:gpu -- ${TEST_ARGS:-} > "$out/test-gpu.log" 2>&1
+echo "test:gpu exit $?"
+grep -E "✓|✕|Tests:|relative error|differ by|epoch [0-9]|plain loss|●" "$out/test-gpu.log" | head -60
+
+step "bench:gpu (limit ${BENCH_LIMIT:-300}s)"
+timeout "${BENCH_LIMIT:-300}" npm run bench:gpu -- --out "$out/bench-gpu.json" ${BENCH_ARGS:-} > "$out/bench-gpu.log" 2>&1
+echo "bench:gpu exit $?"
+grep -vE "^\s*$" "$out/bench-gpu.log" | grep -E "img/s|ratio|failed|Error|error" | head -40
+cp bench/RESULTS.md "$out/RESULTS.md"
+step "done"
