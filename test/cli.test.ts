@@ -49,8 +49,14 @@ describe('xception-torch CLI', () => {
     for (const label of ['libtorch', 'libtorch path', 'CUDA', 'cuDNN', 'CUDA devices', 'CPU threads']) {
       expect(r.stdout).toMatch(new RegExp(`^${label}\\s+\\S`, 'm'));
     }
-    const json = JSON.parse(run('doctor', '--json').stdout) as { libtorchVersion: string; threads: number };
+    const json = JSON.parse(run('doctor', '--json').stdout) as { libtorchVersion: string; threads: number; cudaAvailable: boolean; builtWithCuda: boolean };
     expect(json.libtorchVersion).toMatch(/^\d+\.\d+/);
+    // Without a GPU, doctor says why: a CPU-only libtorch, or a CUDA build that sees no GPU.
+    if (!json.cudaAvailable) {
+      expect(r.stdout).toMatch(json.builtWithCuda ? /^CUDA\s+not available \(CUDA build, but no GPU is visible\)/m : /^CUDA\s+not available \(CPU-only libtorch\)/m);
+    } else {
+      expect(r.stdout).toMatch(/^GPU 0\s+\S/m);
+    }
   });
 
   it('bad options give a one-line error and exit code 2', () => {

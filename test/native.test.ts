@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadAddonFrom, native, REBUILD_COMMAND } from '../lib/native';
 import { runtimeInfo } from '../lib';
+import { decodeCudaVersion, decodeCudnnVersion } from '../lib/runtime';
 
 describe('loading the native addon', () => {
   let dir: string;
@@ -51,5 +52,39 @@ describe('loading the native addon', () => {
     expect(runtime.threads).toBeGreaterThanOrEqual(1);
     expect(runtime.hardwareThreads).toBe(os.cpus().length);
     expect(typeof runtime.cudaAvailable).toBe('boolean');
+  });
+});
+
+describe('CUDA facts where there is no GPU', () => {
+  // CI and this project's development machine have a CPU-only libtorch: every CUDA query must answer
+  // "not available" or fail with a message, never crash. (test/gpu/ covers the GPU side.)
+  const info = native().info();
+  const cuda = info.cudaAvailable;
+
+  it('reports what the build and the machine have', () => {
+    expect(typeof info.builtWithCuda).toBe('boolean');
+    if (!cuda) {
+      expect(info.gpu).toBeUndefined();
+      expect(native().cudaMemoryStats()).toBeNull();
+      expect(() => native().resetCudaPeakMemory()).not.toThrow();
+    }
+    expect(() => native().cudaMemoryStats(-1)).toThrow(/no CUDA device -1/);
+    expect(() => native().setAllowTF32('yes' as unknown as boolean)).toThrow(/setAllowTF32 expects a boolean/);
+  });
+
+  it('refuses CUDA work with the reason when no GPU is visible', () => {
+    if (cuda) return;  // only meaningful without a GPU; test/gpu runs the real thing
+    const t = { shape: [2], data: Float32Array.from([1, 2]) };
+    expect(() => native().adamStep({ params: [t], grads: [t], expAvg: [t], expAvgSq: [t], steps: 0, device: 'cuda' }))
+      .toThrow(/device 'cuda' was requested but CUDA is not available/);
+    expect(() => native().gradScalerStep({ grads: [t], scale: 1, growthTracker: 0, skippedSteps: 0, device: 'cuda:0' }))
+      .toThrow(/CUDA is not available/);
+  });
+
+  it('decodes libtorch\'s version integers', () => {
+    expect(decodeCudaVersion(12040)).toBe('12.4');
+    expect(decodeCudaVersion(13000)).toBe('13.0');
+    expect(decodeCudnnVersion(8902)).toBe('8.9.2');
+    expect(decodeCudnnVersion(91002)).toBe('9.10.2');
   });
 });
