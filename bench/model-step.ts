@@ -2,6 +2,7 @@
 // its own): timed training steps or eval passes of one model. Prints the same JSON as the PyTorch side.
 //
 //   model-step.ts <model> <train|infer> <size> <batch> <warmup> <steps> <threads> [device] [amp] [channelsLast]
+import { benchmarkSteps } from '../lib/benchmark';
 import { createModel, ModelName } from '../lib/models';
 import { native } from '../lib/native';
 import { setNumThreads } from '../lib/runtime';
@@ -15,12 +16,12 @@ async function main(): Promise<void> {
   const options = model === 'inception_v3' ? { numClasses: 10, auxLogits: device !== 'cpu' } : { numClasses: 10 };
   const net = createModel(model as ModelName, options);
   if (device !== 'cpu') net.to(device as 'cuda');
-  const r = await native().benchmarkSteps(net.nativeHandle, {
-    batch: Number(batch), size: Number(size), warmup: Number(warmup), steps: Number(steps), train: mode === 'train',
+  const r = await benchmarkSteps(net, {
+    mode: mode === 'train' ? 'train' : 'infer', batch: Number(batch), size: Number(size), warmup: Number(warmup), steps: Number(steps),
     amp: amp as 'off' | 'fp16' | 'bf16', channelsLast: channelsLast === 'true',
   });
   const peakRssMb = process.resourceUsage().maxRSS / 1024;
-  console.log(JSON.stringify({ imagesPerSecond: r.images / r.seconds, seconds: r.seconds, images: r.images, peakRssMb, peakMemory: r.peakMemory }));
+  console.log(JSON.stringify({ imagesPerSecond: r.imagesPerSecond, seconds: r.seconds, images: r.images, peakRssMb, peakMemory: r.peakMemory }));
 }
 
 main().catch((error: Error) => {

@@ -2,6 +2,7 @@
 // The `xception-torch` command. It parses options, calls the library, and prints; errors in the
 // user's input exit with code 2, other failures with 1, each as one line without a stack trace.
 import { Command, CommanderError, Option } from 'commander';
+import { addCompareOptions, runCompare } from './commands/compare';
 import { addEvaluateOptions, runEvaluate } from './commands/evaluate';
 import { integer, UsageError } from './commands/options';
 import { addTrainOptions, runTrain } from './commands/train';
@@ -36,6 +37,13 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
     .description("evaluate a checkpoint on the run's test (or validation) split; writes evaluation-<split>.json to the run folder"))
     .action(async (opts) => {
       result.exitCode = await runEvaluate(opts);
+    });
+
+  addCompareOptions(program
+    .command('compare')
+    .description('Xception vs Inception V3 (or Xception per --activations): train and test each with the same options, or --throughput, or --params-only; writes compare.json, compare.md and figures'))
+    .action(async (opts, cmd: Command) => {
+      result.exitCode = await runCompare(opts, cmd, argv);
     });
 
   program

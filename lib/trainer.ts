@@ -121,6 +121,11 @@ interface RunMeta {
   bestEpoch?: number;
 }
 
+/** runs/<prefix>-<timestamp>, e.g. runs/xception-2025-01-01T12-00-00-000Z (the timestamp sorts and is a valid file name). */
+export function defaultRunDir(prefix: string, now = new Date()): string {
+  return path.resolve('runs', `${prefix}-${now.toISOString().replace(/[:.]/g, '-')}`);
+}
+
 const isModelInstance = (m: unknown): m is Xception | InceptionV3 => m instanceof Xception || m instanceof InceptionV3;
 
 export class Trainer extends EventEmitter {
@@ -156,7 +161,7 @@ export class Trainer extends EventEmitter {
     }
     this.options = options;
     const name = typeof options.model === 'string' ? options.model : options.model.name;
-    this.outDir = path.resolve(options.outDir ?? path.join('runs', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+    this.outDir = path.resolve(options.outDir ?? defaultRunDir(name));
   }
 
   private get modelName(): ModelName {

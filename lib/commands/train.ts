@@ -70,10 +70,26 @@ const OPTION_KEYS = [
   'evalLimit', 'seed', 'threads', 'out',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
-export function addTrainOptions(cmd: Command): Command {
+/** --quick's help: what the preset sets. */
+export function describeQuick(q: Readonly<Partial<TrainSettings>>): string {
+  const sizes = q.synthetic ? ` (${q.synthetic.difficulty ?? 'default'}) ${q.synthetic.trainSize}/${q.synthetic.valSize}/${q.synthetic.testSize} images` : '';
+  const parts = [
+    `${q.dataset}${sizes}`, `${q.imageSize}x${q.imageSize} (resize ${q.resize})`, `batch ${q.batchSize}`, `${q.epochs} epochs`,
+    String(q.device), `amp ${q.amp}`, ...(q.auxLogits === false ? ['no aux logits'] : []),
+  ];
+  return `a small CPU job: ${parts.join(', ')}; options given too override these`;
+}
+
+/**
+ * The options of `train`. `compare` takes them too, less --model (it trains each model), with its
+ * own --quick preset and run folder.
+ */
+export function addTrainOptions(
+  cmd: Command, o: { model?: boolean; quick?: Readonly<Partial<TrainSettings>>; out?: string; resume?: string } = {},
+): Command {
   const choice = (flags: string, description: string, choices: readonly string[], fallback: string) =>
     cmd.addOption(new Option(flags, description).choices(choices).default(fallback));
-  choice('--model <name>', 'model', MODEL_NAMES, 'xception');
+  if (o.model ?? true) choice('--model <name>', 'model', MODEL_NAMES, 'xception');
   choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], 'cifar10');
   cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
   cmd.option('--epochs <n>', 'epochs', integer(1), 10);
@@ -98,9 +114,9 @@ export function addTrainOptions(cmd: Command): Command {
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1));
-  cmd.option('--out <dir>', 'run folder (default: runs/<model>-<timestamp>)');
-  cmd.option('--resume', 'continue the run in --out from its checkpoints/last, with its options unless given here');
-  cmd.option('--quick', 'a small CPU job: synthetic (easy) 512/128/128 images, 32x32 (resize 36), batch 16, 3 epochs, cpu, amp off; options given too override these');
+  cmd.option('--out <dir>', `run folder (default: ${o.out ?? 'runs/<model>-<timestamp>'})`);
+  cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
+  cmd.option('--quick', describeQuick(o.quick ?? QUICK));
   return cmd;
 }
 
@@ -142,12 +158,13 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
 
 /**
  * Settings from the parsed options. `source(key)` is commander's value source ('cli' when given);
- * `saved` is the run being resumed.
+ * `saved` is the run being resumed; `quickPreset` what --quick sets.
  */
 export function resolveTrainSettings(
   opts: Record<string, unknown>, source: (key: string) => string | undefined, saved?: Partial<TrainSettings>,
+  quickPreset: Readonly<Partial<TrainSettings>> = QUICK,
 ): TrainSettings {
-  const quick = opts.quick ? QUICK : {};
+  const quick = opts.quick ? quickPreset : {};
   const rank = new Map<string, number>();
   const s: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
@@ -218,11 +235,16 @@ export function checkDevice(d: Device): void {
   if (index >= info.cudaDeviceCount) throw new Error(`--device ${d}: there ${info.cudaDeviceCount === 1 ? 'is 1 CUDA device' : `are ${info.cudaDeviceCount} CUDA devices`}`);
 }
 
-function describe(s: TrainSettings, resolved: Record<string, unknown>): string {
-  const model = s.model === 'xception' ? `xception (${s.variant}, activation ${s.activation})` : 'inception_v3';
+/** `xception (paper, activation none)` or `inception_v3`. */
+export function describeModel(s: TrainSettings): string {
+  return s.model === 'xception' ? `xception (${s.variant}, activation ${s.activation})` : `inception_v3${s.auxLogits ? '' : ' (no aux logits)'}`;
+}
+
+/** The data and training setup: dataset, crops, batch, epochs, optimizer, device, precision, seed. */
+export function describeSetup(s: TrainSettings, resolved: Record<string, unknown>): string {
   const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
-  return `${model} on ${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
-    `batch ${s.batchSize}, ${s.epochs} epochs, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
+  return `${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
+    `batch ${s.batchSize}, ${s.epochs} epoch${s.epochs === 1 ? '' : 's'}, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
     `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}`;
 }
 
@@ -254,6 +276,41 @@ export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv
   }
   checkDevice(settings.device);
 
+  const { outDir, history } = await trainRun(settings, {
+    argv, saved, resumeCommand: (dir) => `xception-torch train --resume --out ${dir}`,
+  });
+  if (history.interrupted) {
+    const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
+    if (last) {
+      console.log(`interrupted: checkpoint in ${last}`);
+      console.log(`resume with: xception-torch train --resume --out ${outDir}`);
+    } else {
+      console.log('interrupted before the first checkpoint; nothing to resume');
+    }
+    return 130;
+  }
+  const metrics = readRunMetrics(outDir);
+  const best = metrics.bestEpoch !== undefined ? `  (best val acc ${metrics.bestValAccuracy!.toFixed(4)} at epoch ${metrics.bestEpoch})` : '';
+  console.log(`test accuracy ${metrics.testAccuracy.toFixed(4)}  test loss ${metrics.testLoss.toFixed(4)}  training ${formatDuration(metrics.trainingSeconds)}${best}`);
+  console.log(`run folder: ${outDir}`);
+  return 0;
+}
+
+export interface TrainRunOptions {
+  /** The command line, recorded in the run folder's command.json. */
+  argv: string[];
+  /** The run being resumed (its checkpoints/last). */
+  saved?: SavedRun;
+  /** The command that continues the run in `outDir`, shown when Ctrl-C quits at once. */
+  resumeCommand: (outDir: string) => string;
+}
+
+/**
+ * Trains one run with the settings as `train` does: progress on the terminal, command.json, and
+ * Ctrl-C that finishes the batch and writes a checkpoint (a second Ctrl-C quits with 130). The
+ * history says whether it was interrupted; metrics.json is in `outDir` when it was not.
+ */
+export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Promise<{ outDir: string; history: History }> {
   let trainer: Trainer;
   try {
     trainer = new Trainer(toTrainerOptions(settings));
@@ -272,7 +329,7 @@ export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv
     if (interrupts > 1 || !started) {
       // Quitting mid-write is safe: checkpoints are only ever swapped in whole.
       const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
-      const next = last ? `; continue from the last checkpoint with: xception-torch train --resume --out ${outDir}` : '';
+      const next = last ? `; continue from the last checkpoint with: ${o.resumeCommand(outDir)}` : '';
       console.error(`\nxception-torch: interrupted${started ? '' : ' before training started'}${next}`);
       process.exit(130);
     }
@@ -282,38 +339,37 @@ export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv
 
   let history: History;
   try {
-    console.log(`${saved ? `resuming at epoch ${saved.epoch + 1}/${settings.epochs}: ` : 'training '}${describe(settings, trainer.resolvedOptions())}`);
+    console.log(`${o.saved ? `resuming at epoch ${o.saved.epoch + 1}/${settings.epochs}: ` : 'training '}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}`);
     console.log(`run folder: ${outDir}`);
     process.on('SIGINT', onSigint);
     // Load the data and build the model first, so that a missing dataset leaves no run folder.
     await trainer.getModel();
-    await writeCommandRecord(outDir, argv, settings, saved?.command);
+    await writeCommandRecord(outDir, o.argv, settings, o.saved?.command);
     // From here fit() reaches its loop at once and honours the signal; before, Ctrl-C just quits.
     started = true;
     trainer.on('batch', (e) => progress.batch(e));
     trainer.on('epoch', (r) => progress.epoch(r));
-    history = await trainer.fit({ signal: controller.signal, resume: Boolean(opts.resume) });
+    history = await trainer.fit({ signal: controller.signal, resume: Boolean(o.saved) });
   } finally {
     process.off('SIGINT', onSigint);
     progress.stop();
     trainer.dispose();
   }
+  return { outDir, history };
+}
 
-  if (history.interrupted) {
-    const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
-    if (last) {
-      console.log(`interrupted: checkpoint in ${last}`);
-      console.log(`resume with: xception-torch train --resume --out ${outDir}`);
-    } else {
-      console.log('interrupted before the first checkpoint; nothing to resume');
-    }
-    return 130;
-  }
-  const metrics = JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as {
-    testAccuracy: number; testLoss: number; trainingSeconds: number; bestEpoch?: number; bestValAccuracy?: number;
-  };
-  const best = metrics.bestEpoch !== undefined ? `  (best val acc ${metrics.bestValAccuracy!.toFixed(4)} at epoch ${metrics.bestEpoch})` : '';
-  console.log(`test accuracy ${metrics.testAccuracy.toFixed(4)}  test loss ${metrics.testLoss.toFixed(4)}  training ${formatDuration(metrics.trainingSeconds)}${best}`);
-  console.log(`run folder: ${outDir}`);
-  return 0;
+/** metrics.json of a finished run (written by the Trainer). */
+export interface RunMetrics {
+  parameters: number;
+  testAccuracy: number;
+  testLoss: number;
+  trainingSeconds: number;
+  imagesPerSecond: number;
+  epochs: number;
+  bestEpoch?: number;
+  bestValAccuracy?: number;
+}
+
+export function readRunMetrics(outDir: string): RunMetrics {
+  return JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as RunMetrics;
 }
