@@ -12,8 +12,7 @@ import {
   accuracyPerMillionParameters, Comparison, ComparisonKind, ComparisonMode, ComparisonRow, measureThroughput, modelCost,
   referenceResultsFor,
 } from '../compare';
-import type { ModelOptionsByName } from '../models';
-import { MODEL_NAMES } from '../models';
+import { MODEL_NAMES, ModelOptionsByName } from '../models';
 import { PROJECT_ROOT } from '../paths';
 import { startPeakMemory } from '../peak-memory';
 import { barsChart, BarMeasure, curvesChart, CurveSeries } from '../report/charts';
@@ -54,11 +53,11 @@ export function addCompareOptions(cmd: Command): Command {
   addTrainOptions(cmd, {
     model: false,
     quick: COMPARE_QUICK,
-    out: 'runs/compare-<timestamp>, or runs/compare-activations-<timestamp>',
+    out: 'comparison folder, with a run folder per model inside (default: runs/compare-<timestamp>, or runs/compare-activations-<timestamp>)',
     resume: 'continue the training comparison in --out: finished runs are kept, an interrupted one resumes from its checkpoint',
   });
   cmd.option('--activations <list>', 'instead of the two models: Xception once per activation between depthwise and pointwise, e.g. none,relu,elu', activationList);
-  cmd.addOption(new Option('--params-only', 'only parameters and multiply-accumulates per image at --image-size (instant)').conflicts('throughput'));
+  cmd.addOption(new Option('--params-only', 'only parameters and multiply-accumulates per image at --image-size (nothing trained)').conflicts('throughput'));
   cmd.option('--throughput', 'instead of training: training-step and inference images/s and peak memory on --device, on a random batch of --batch-size');
   cmd.option('--steps <n>', '--throughput: timed steps of each kind', integer(1), 5);
   cmd.option('--warmup <n>', '--throughput: untimed steps first', integer(0), 2);

@@ -114,7 +114,7 @@ export function addTrainOptions(
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1));
-  cmd.option('--out <dir>', `run folder (default: ${o.out ?? 'runs/<model>-<timestamp>'})`);
+  cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)');
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
   cmd.option('--quick', describeQuick(o.quick ?? QUICK));
   return cmd;
