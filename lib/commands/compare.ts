@@ -124,10 +124,9 @@ export async function runCompare(opts: Record<string, unknown>, cmd: Command, ar
     record = readJson<CompareRecord>(path.join(dir, COMMAND_FILE));
     if (!record?.runs || record.mode !== 'train') throw new Error(`nothing to resume: ${dir} holds no training comparison (no ${COMMAND_FILE} written by compare)`);
   } else {
-    const kind: ComparisonKind = opts.activations ? 'activations' : 'models';
-    dir = opts.out !== undefined ? path.resolve(opts.out as string) : defaultRunDir(kind === 'activations' ? 'compare-activations' : 'compare');
+    dir = opts.out !== undefined ? path.resolve(opts.out as string) : defaultRunDir(opts.activations ? 'compare-activations' : 'compare');
     if (fs.existsSync(path.join(dir, COMPARE_JSON)) || fs.existsSync(path.join(dir, COMMAND_FILE))) {
-      throw new UsageError(`${opts.out as string} already holds a comparison; continue it with --resume, or choose another --out`);
+      throw new UsageError(`${dir} already holds a comparison; continue it with --resume, or choose another --out`);
     }
   }
   const kind: ComparisonKind = record?.kind ?? (opts.activations ? 'activations' : 'models');
@@ -140,6 +139,7 @@ export async function runCompare(opts: Record<string, unknown>, cmd: Command, ar
   // Counting is quick and checks that each model takes the image size, before anything long starts.
   const costs = await quitOnInterrupt(async () => runs.map((r) => modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize)));
   const resolved = new Trainer(toTrainerOptions(shared)).resolvedOptions();
+  const runtime = runtimeInfo();
   const title = kind === 'models' ? 'Xception vs Inception V3' : `Xception: activation between depthwise and pointwise (${activations.join(', ')})`;
   const comparison: Comparison = {
     kind,
@@ -150,7 +150,7 @@ export async function runCompare(opts: Record<string, unknown>, cmd: Command, ar
     setup: setupLine(mode, shared, resolved, opts),
     // Run folders only exist when the runs train.
     settings: Object.fromEntries(runs.map((r) => [r.name, mode === 'train' ? r.settings : { ...r.settings, out: undefined }])),
-    runtime: { libtorch: runtimeInfo().libtorchVersion, device: mode === 'params-only' ? 'cpu' : String(resolved.device), threads: runtimeInfo().threads },
+    runtime: { libtorch: runtime.libtorchVersion, device: mode === 'params-only' ? 'cpu' : String(resolved.device), threads: runtime.threads },
     rows: runs.map((r, i) => ({
       name: r.name, label: r.label, model: r.settings.model, modelOptions: modelOptionsOf(r.settings), imageSize: r.settings.imageSize, ...costs[i],
     })),
