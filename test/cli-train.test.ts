@@ -1,13 +1,14 @@
 // `xception-torch train` and `evaluate` as a user runs them (the compiled dist/lib/cli.js): a quick
 // run end to end, evaluation of its checkpoints, bad options, a missing dataset, Ctrl-C and resume;
 // and how the train options resolve (the settings, in process).
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import { Command } from 'commander';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { addTrainOptions, resolveTrainSettings, toTrainerOptions } from '../lib/commands/train';
 import { createSyntheticDataset, writeCifar10Binary } from '../lib/datasets';
+import { interruptWhen } from './helpers/interrupt';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
 // Small quick runs: 64 (or 160) of the 512 synthetic training images, so that an epoch takes seconds.
@@ -221,21 +222,7 @@ describe('xception-torch train: Ctrl-C and --resume', () => {
   it('the first SIGINT writes a checkpoint and exits 130; --resume finishes the run', async () => {
     const out = path.join(tmp, 'interrupted');
     // 160 images = 10 batches an epoch; progress comes every 5 batches, so the signal lands mid-epoch.
-    const child = spawn(process.execPath, [CLI, 'train', '--quick', '--epochs', '3', '--train-limit', '160', '--out', out]);
-    let stdout = '';
-    let stderr = '';
-    let signalled = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (!signalled && /^epoch 1\/3 {2}batch \d+\/\d+/m.test(stdout)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    const { code, signalled, stdout, stderr } = await interruptWhen(process.execPath, [CLI, 'train', '--quick', '--epochs', '3', '--train-limit', '160', '--out', out], /^epoch 1\/3 {2}batch \d+\/\d+/m);
     expect({ code, signalled, stderr }).toEqual({ code: 130, signalled: true, stderr: expect.stringContaining('stopping after this batch') });
     expect(stdout).toContain(`interrupted: checkpoint in ${path.join(out, 'checkpoints', 'last')}`);
     expect(stdout).toContain(`resume with: xception-torch train --resume --out ${out}`);

@@ -2,7 +2,7 @@
 // comparison end to end, --params-only, --throughput, --activations, bad options, Ctrl-C and
 // --resume; and in process, the table's columns and the charts' text.
 import { Resvg } from '@resvg/resvg-js';
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -10,6 +10,7 @@ import type { Comparison } from '../lib/compare';
 import { curvesChart } from '../lib/report/charts';
 import { formatComparisonMarkdown, formatComparisonTable } from '../lib/report/compare-table';
 import { chartToSvg, svgToPng } from '../lib/report/render-chart';
+import { interruptWhen } from './helpers/interrupt';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
 // Tiny quick runs: 32 training and 16 validation/test images at 75x75, so a comparison takes about a minute.
@@ -236,21 +237,7 @@ describe('xception-torch compare: Ctrl-C and --resume', () => {
   it('the first SIGINT checkpoints the model in training and exits 130; --resume finishes the comparison', async () => {
     const out = path.join(tmp, 'interrupted');
     // 64 images = 4 batches: the signal after the first lands before the epoch's end.
-    const child = spawn(process.execPath, [CLI, 'compare', '--quick', '--train-limit', '64', '--eval-limit', '16', '--epochs', '1', '--out', out]);
-    let stdout = '';
-    let stderr = '';
-    let signalled = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (!signalled && /^epoch 1\/1 {2}batch 1\/4/m.test(stdout)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    const { code, signalled, stdout, stderr } = await interruptWhen(process.execPath, [CLI, 'compare', '--quick', '--train-limit', '64', '--eval-limit', '16', '--epochs', '1', '--out', out], /^epoch 1\/1 {2}batch 1\/4/m);
     expect({ code, signalled, stderr }).toEqual({ code: 130, signalled: true, stderr: expect.stringContaining('stopping after this batch') });
     expect(stdout).toContain(`interrupted: checkpoint in ${path.join(out, 'xception', 'checkpoints', 'last')}`);
     expect(stdout).toContain(`resume with: xception-torch compare --resume --out ${out}`);

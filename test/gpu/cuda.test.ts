@@ -1,18 +1,16 @@
 // GPU checks (`npm run test:gpu`, which runs them only where libtorch sees a CUDA GPU): the models,
 // the preprocessing, the fused optimizer and GradScaler kernels and the training loop on CUDA,
 // against the CPU path and against PyTorch on the same GPU.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { createModel, GradScaler, Xception } from '../../lib';
 import { DeviceDataset } from '../../lib/datasets/device-dataset';
 import type { ImageSet } from '../../lib/datasets/types';
-import { FloatTensor, native } from '../../lib/native';
-import { readSafetensors, float32Values, writeSafetensors } from '../../lib/safetensors';
-import type { SafetensorsTensor } from '../../lib/safetensors';
+import { native } from '../../lib/native';
+import { readSafetensors, float32Values } from '../../lib/safetensors';
 import { Trainer, TrainerOptions } from '../../lib/trainer';
-import { PYTHON, requirePythonTorch } from '../helpers/python';
+import { adamStepBothWays, randomTensor, scalerSequenceBothWays } from '../helpers/optim-oracle';
 import { relativeError } from '../helpers/tensors';
 
 jest.setTimeout(600_000);
@@ -28,17 +26,6 @@ beforeAll(() => {
   native().setAllowTF32(false);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function randomTensor(shape: number[], seed: number, scale = 1): FloatTensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return { shape, data };
-}
 
 function images(count: number, size = 32): ImageSet {
   const data = new Uint8Array(count * 3 * size * size);
@@ -116,77 +103,25 @@ describe('the batched preprocessing on the GPU equals the CPU path', () => {
   });
 });
 
-async function optimOracle(command: string, tensors: Array<[string, SafetensorsTensor]>, options: object) {
-  requirePythonTorch();
-  const input = path.join(dir, `${command}-${Math.random()}.safetensors`);
-  const out = path.join(dir, `${command}-out-${Math.random()}.safetensors`);
-  await writeSafetensors(input, tensors);
-  const r = spawnSync(PYTHON, [path.join(__dirname, '..', 'oracle', 'optim.py'), command, '--input', input, '--out', out, '--options', JSON.stringify(options)], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return { tensors: (await readSafetensors(out)).tensors, stdout: r.stdout };
-}
-
-const st = (t: FloatTensor): SafetensorsTensor => ({ dtype: 'F32', shape: t.shape, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
 const SHAPES = [[64, 32, 3, 3], [1000], [10, 2048]];
 
 describe('fused Adam and the GradScaler kernels on CUDA against PyTorch on the same GPU', () => {
-  it.each([false, true])('Adam%s: one fused step equals torch.optim (fused=True) within 1e-6', async (adamw) => {
-    const params = SHAPES.map((s, i) => randomTensor(s, 10 + i));
-    const grads = SHAPES.map((s, i) => randomTensor(s, 20 + i, 0.1));
-    const expAvg = SHAPES.map((s, i) => randomTensor(s, 30 + i, 0.01));
-    const expAvgSq = SHAPES.map((s, i) => ({ shape: s, data: randomTensor(s, 40 + i, 0.01).data.map((v) => v * v) }));
-    const options = { lr: 3e-3, beta1: 0.85, beta2: 0.995, eps: 1e-7, weightDecay: 1e-2 };
-    const ours = native().adamStep({ params, grads, expAvg, expAvgSq, steps: 5, ...options, decoupled: adamw, device: 'cuda' });
+  it.each([['Adam', false], ['AdamW', true]] as const)('%s: one fused step equals torch.optim (fused=True) within 1e-6', async (_, adamw) => {
+    const { before, ours, reference } = await adamStepBothWays(dir, { device: 'cuda', adamw, weightDecay: 1e-2, steps: 5, shapes: SHAPES });
     expect(ours.fused).toBe(native().info().torchVersionMajor >= 2);
     expect(ours.steps).toBe(6);
-    const ref = await optimOracle('adam', [
-      ...params.map((t, i): [string, SafetensorsTensor] => [`p${i}`, st(t)]),
-      ...grads.map((t, i): [string, SafetensorsTensor] => [`g${i}`, st(t)]),
-      ...expAvg.map((t, i): [string, SafetensorsTensor] => [`m${i}`, st(t)]),
-      ...expAvgSq.map((t, i): [string, SafetensorsTensor] => [`v${i}`, st(t)]),
-    ], { lr: options.lr, betas: [options.beta1, options.beta2], eps: options.eps, weight_decay: options.weightDecay, adamw, steps: 5, device: 'cuda' });
     for (let i = 0; i < SHAPES.length; i++) {
-      expect(relativeError(ours.params[i].data, float32Values(ref.tensors.get(`p${i}`)!))).toBeLessThanOrEqual(1e-6);
-      expect(relativeError(ours.expAvgSq[i].data, float32Values(ref.tensors.get(`v${i}`)!))).toBeLessThanOrEqual(1e-6);
-      expect(relativeError(ours.params[i].data, params[i].data)).toBeGreaterThan(1e-4);
+      expect(relativeError(ours.params[i].data, float32Values(reference.get(`p${i}`)!))).toBeLessThanOrEqual(1e-6);
+      expect(relativeError(ours.expAvgSq[i].data, float32Values(reference.get(`v${i}`)!))).toBeLessThanOrEqual(1e-6);
+      expect(relativeError(ours.params[i].data, before[i].data)).toBeGreaterThan(1e-4);
     }
   });
 
   it("a scripted overflow sequence gives torch.amp.GradScaler('cuda')'s scales, skips and weights", async () => {
-    const settings = { initScale: 1024, growthFactor: 2, backoffFactor: 0.5, growthInterval: 3 };
-    const poisoned: Record<number, number> = { 2: Infinity, 3: NaN, 7: -Infinity };
-    let params = SHAPES.map((s, i) => randomTensor(s, 50 + i));
-    const initial = params;
-    let expAvg: FloatTensor[] = SHAPES.map((s) => ({ shape: s, data: new Float32Array(s.reduce((a, b) => a * b, 1)) }));
-    let expAvgSq: FloatTensor[] = expAvg.map((t) => ({ shape: t.shape, data: new Float32Array(t.data.length) }));
-    let adamSteps = 0;
-    let state = { scale: settings.initScale, growthTracker: 0, skippedSteps: 0 };
-    const allGrads: FloatTensor[][] = [];
-    const ours: Array<{ scale: number; growth_tracker: number; stepped: boolean }> = [];
-    for (let s = 0; s < 10; s++) {
-      const grads = SHAPES.map((shape, i) => ({ shape, data: randomTensor(shape, 100 * s + i, 0.01).data.map((v) => v * state.scale) }));
-      if (s in poisoned) grads[s % SHAPES.length].data[1] = poisoned[s];
-      allGrads.push(grads.map((g) => ({ shape: g.shape, data: g.data.slice() })));
-      const r = native().gradScalerStep({ grads, ...state, ...settings, device: 'cuda' });
-      if (!r.foundInf) {
-        const a = native().adamStep({ params, grads: r.grads, expAvg, expAvgSq, steps: adamSteps, lr: 1e-2, device: 'cuda' });
-        ({ params, expAvg, expAvgSq } = a);
-        adamSteps = a.steps;
-      }
-      state = { scale: r.scale, growthTracker: r.growthTracker, skippedSteps: r.skippedSteps };
-      ours.push({ scale: r.scale, growth_tracker: r.growthTracker, stepped: !r.foundInf });
-    }
-    const tensors: Array<[string, SafetensorsTensor]> = initial.map((t, i) => [`p${i}`, st(t)]);
-    allGrads.forEach((grads, s) => grads.forEach((g, i) => tensors.push([`g${s}_${i}`, st(g)])));
-    const ref = await optimOracle('scaler', tensors, {
-      steps: 10, lr: 1e-2, init_scale: settings.initScale, growth_factor: settings.growthFactor,
-      backoff_factor: settings.backoffFactor, growth_interval: settings.growthInterval, device: 'cuda',
-    });
-    expect(ours).toEqual(JSON.parse(ref.stdout));
-    expect(state.skippedSteps).toBe(3);
-    for (let i = 0; i < SHAPES.length; i++) {
-      expect(relativeError(params[i].data, float32Values(ref.tensors.get(`p${i}`)!))).toBeLessThanOrEqual(1e-5);
-    }
+    const r = await scalerSequenceBothWays(dir, 'cuda', SHAPES);
+    expect(r.ours).toEqual(r.reference);
+    expect(r.skippedSteps).toBe(3);
+    for (let i = 0; i < SHAPES.length; i++) expect(relativeError(r.params[i].data, r.referenceParams[i])).toBeLessThanOrEqual(1e-5);
   });
 });
 
