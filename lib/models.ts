@@ -1,6 +1,6 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
-import { isNativeDtype, native, NATIVE_DTYPES, NativeLayerRow, NativeModelHandle, NativeTensorInput, tensorEntries } from './native';
+import { isNativeDtype, native, NATIVE_DTYPES, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, NativeTensorInput, tensorEntries } from './native';
 import { readSafetensors, writeSafetensors } from './safetensors';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
@@ -14,6 +14,9 @@ export interface TensorData {
 
 /** One row of `summary()`: a top-level stage of the network, like torchinfo's depth-1 table. */
 export type LayerSummary = NativeLayerRow;
+
+/** Whether eval passes fold BatchNorm into the convolutions, over how many pairs, and how often the folded weights were computed. */
+export type BatchNormFolding = NativeFoldingInfo;
 
 export interface Model {
   readonly name: ModelName;
@@ -29,6 +32,13 @@ export interface Model {
   /** Logits for a batch [N, 3, H, W]; runs off the event loop. */
   forward(x: TensorData): Promise<TensorData>;
   summary(imageSize?: number): LayerSummary[];
+  /**
+   * Eval-mode forward passes (forward(), evaluation) run each convolution and the BatchNorm after
+   * it as one convolution with folded weights: a copy, recomputed after the weights change, that
+   * leaves the state dict alone. On by default; off runs the layers as they are.
+   */
+  setBatchNormFolding(enabled: boolean): this;
+  batchNormFolding(): BatchNormFolding;
   dispose(): void;
 }
 
@@ -211,6 +221,16 @@ abstract class NativeBackedModel implements Model {
    */
   multiplyAccumulates(imageSize = 299): number {
     return this.summary(imageSize).filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0);
+  }
+
+  setBatchNormFolding(enabled: boolean): this {
+    if (typeof enabled !== 'boolean') throw new ModelError(`setBatchNormFolding expects true or false; got ${JSON.stringify(enabled)}`);
+    this.native((h) => h.setFolding(enabled));
+    return this;
+  }
+
+  batchNormFolding(): BatchNormFolding {
+    return this.native((h) => h.foldingInfo());
   }
 
   /** The smallest height and width forward() accepts. */

@@ -53,7 +53,18 @@ export interface NativeModelHandle {
   forward(data: Float32Array, shape: number[]): Promise<{ shape: number[]; data: Float32Array }>;
   summary(imageSize: number): NativeLayerRow[];
   minInputSize(): number;
+  setFolding(enabled: boolean): void;
+  foldingInfo(): NativeFoldingInfo;
   dispose(): void;
+}
+
+/** Eval passes' BatchNorm folding (native/folded_inference.h). */
+export interface NativeFoldingInfo {
+  enabled: boolean;
+  /** conv -> BatchNorm pairs that fold. */
+  pairs: number;
+  /** Times the folded copy of the weights was computed (after each change of the weights). */
+  refreshes: number;
 }
 
 /** Preprocessing options as native/addon_data.cpp reads them. */

@@ -30,6 +30,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::Forward>("forward"),
                            InstanceMethod<&NativeModel::Summary>("summary"),
                            InstanceMethod<&NativeModel::MinInputSize>("minInputSize"),
+                           InstanceMethod<&NativeModel::SetFolding>("setFolding"),
+                           InstanceMethod<&NativeModel::FoldingInfo>("foldingInfo"),
                            InstanceMethod<&NativeModel::Dispose>("dispose"),
                        });
     constructor_ = Napi::Persistent(constructor);
@@ -198,6 +200,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Forward(const Napi::CallbackInfo& info);
 
+  // setFolding(enabled): whether eval passes fold each BatchNorm into its convolution.
+  Napi::Value SetFolding(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ensure_idle("switch BatchNorm folding");
+      if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setFolding expects a boolean");
+      net().folding().set_enabled(info[0].As<Napi::Boolean>().Value());
+      return info.Env().Undefined();
+    });
+  }
+
+  // foldingInfo() -> { enabled, pairs, refreshes }: the conv -> BatchNorm pairs eval passes fold
+  // and how many times their folded copy was computed.
+  Napi::Value FoldingInfo(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto& folding = net().folding();
+      auto o = Napi::Object::New(info.Env());
+      o.Set("enabled", folding.enabled());
+      o.Set("pairs", static_cast<double>(folding.size()));
+      o.Set("refreshes", static_cast<double>(folding.refreshes()));
+      return o;
+    });
+  }
+
   // One row per top-level stage: { name, type, outputShape, parameters, macs, trainingOnly }, from a
   // forward pass of a single zero image in eval mode (the mode is restored afterwards). Stages that
   // only run in training (Inception's aux head) are run too, to show their shape, and marked.
@@ -291,7 +316,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
     return AsyncTask::Start(
         info.Env(),
         [net, device, input]() -> AsyncTask::Finish {
-          torch::NoGradGuard no_grad;
+          c10::InferenceMode inference;
           auto logits = net->forward_all(input.to(device)).logits.to(torch::kCPU, torch::kFloat).contiguous();
           return [logits](Napi::Env env) -> Napi::Value {
             auto result = Napi::Object::New(env);

@@ -40,7 +40,7 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in_channels, int64_t out_channels, torc
   bn = register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out_channels).eps(0.001)));
 }
 
-torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return bn->forward(counted(conv, x)).relu_(); }
+torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return conv_bn(conv, bn, x).relu_(); }
 
 InceptionAImpl::InceptionAImpl(int64_t in, int64_t pool_features) : torch::nn::Module("InceptionA") {
   branch1x1 = register_module("branch1x1", BasicConv2d(in, 64, 1));
@@ -170,6 +170,9 @@ InceptionV3Impl::InceptionV3Impl(const InceptionV3Options& options) : Network("I
   dropout = register_module("dropout", nn::Dropout(nn::DropoutOptions(options.dropout)));
   fc = register_module("fc", nn::Linear(2048, options.num_classes));
   if (options.init_weights) init_weights();
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* basic = module->as<BasicConv2dImpl>()) folding().add(basic->conv, basic->bn);
+  }
 }
 
 void InceptionV3Impl::init_weights() {
@@ -198,7 +201,7 @@ torch::Tensor InceptionV3Impl::transform_input(const torch::Tensor& x) const {
   return torch::cat({ch0, ch1, ch2}, 1);
 }
 
-NetworkOutput InceptionV3Impl::forward_all(torch::Tensor x, const StageRecorder* record) {
+NetworkOutput InceptionV3Impl::forward_impl(torch::Tensor x, const StageRecorder* record) {
   if (options_.transform_input) x = transform_input(x);
   x = record_stage(record, "Conv2d_1a_3x3", Conv2d_1a_3x3(x));  // N x 32 x 149 x 149
   x = record_stage(record, "Conv2d_2a_3x3", Conv2d_2a_3x3(x));  // N x 32 x 147 x 147

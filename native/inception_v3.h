@@ -15,7 +15,7 @@ struct InceptionV3Options {
   bool init_weights = true;
 };
 
-// conv (no bias) -> BatchNorm (eps 0.001) -> ReLU.
+// conv (no bias) -> BatchNorm (eps 0.001) -> ReLU; the BatchNorm folds into the conv in eval.
 class BasicConv2dImpl : public torch::nn::Module {
  public:
   BasicConv2dImpl(int64_t in_channels, int64_t out_channels, torch::ExpandingArray<2> kernel,
@@ -92,11 +92,13 @@ class InceptionV3Impl : public Network {
  public:
   explicit InceptionV3Impl(const InceptionV3Options& options);
 
-  NetworkOutput forward_all(torch::Tensor x, const StageRecorder* record = nullptr) override;
   std::string model_name() const override { return "inception_v3"; }
   std::string display_name() const override { return "InceptionV3"; }
   int64_t min_input_size() const override { return 75; }
   std::vector<std::string> training_only_stages() const override { return {"AuxLogits"}; }
+
+ protected:
+  NetworkOutput forward_impl(torch::Tensor x, const StageRecorder* record) override;
 
  private:
   void init_weights();

@@ -34,13 +34,15 @@ void MacCounter::add(int64_t macs) {
   if (active_counter) active_counter->total_ += macs;
 }
 
+void count_conv_macs(const torch::nn::detail::ConvNdOptions<2>& o, const torch::Tensor& output) {
+  if (!active_counter) return;
+  const int64_t per_output = (o.in_channels() / o.groups()) * (*o.kernel_size())[0] * (*o.kernel_size())[1];
+  MacCounter::add(output.numel() * per_output);
+}
+
 torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x) {
   auto out = conv->forward(x);
-  if (active_counter) {
-    const auto& o = conv->options;
-    const int64_t per_output = (o.in_channels() / o.groups()) * (*o.kernel_size())[0] * (*o.kernel_size())[1];
-    MacCounter::add(out.numel() * per_output);
-  }
+  count_conv_macs(conv->options, out);
   return out;
 }
 
@@ -48,6 +50,19 @@ torch::Tensor counted(torch::nn::Linear& fc, const torch::Tensor& x) {
   auto out = fc->forward(x);
   if (active_counter) MacCounter::add(out.numel() * fc->options.in_features());
   return out;
+}
+
+NetworkOutput Network::forward_all(torch::Tensor x, const StageRecorder* record) {
+  if (is_training()) {
+    // BatchNorm's running statistics change in place without moving their version counters.
+    folding_.invalidate();
+    return forward_impl(std::move(x), record);
+  }
+  // Folded weights carry no gradient to the parameters, and summaries show each BatchNorm as a
+  // stage of its own: both run the modules as they are.
+  if (record || at::GradMode::is_enabled() || !folding_.enabled()) return forward_impl(std::move(x), record);
+  FoldedInference::Scope folded(folding_);
+  return forward_impl(std::move(x), record);
 }
 
 void Network::check_input_shape(const std::vector<int64_t>& shape) const {

@@ -3,6 +3,7 @@
 // state-dict access.
 #pragma once
 
+#include "folded_inference.h"
 #include "torch_includes.h"
 
 #include <functional>
@@ -24,7 +25,10 @@ class Network : public torch::nn::Module {
  public:
   explicit Network(const std::string& name) : torch::nn::Module(name) {}
 
-  virtual NetworkOutput forward_all(torch::Tensor x, const StageRecorder* record = nullptr) = 0;
+  // Runs the model. An eval-mode pass with gradients off (no_grad or inference mode) and no
+  // recorder runs each conv -> BatchNorm pair as one folded convolution (folded_inference.h);
+  // a training-mode pass runs the modules as they are and marks the folded copy stale.
+  NetworkOutput forward_all(torch::Tensor x, const StageRecorder* record = nullptr);
   // The public model name ('xception' | 'inception_v3') and the smallest spatial size it accepts.
   virtual std::string model_name() const = 0;
   virtual std::string display_name() const = 0;
@@ -39,6 +43,17 @@ class Network : public torch::nn::Module {
   // Parameters and buffers in the order PyTorch's state_dict() lists them.
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const;
   int64_t parameter_count() const;
+
+  // The conv -> BatchNorm pairs that eval passes fold (models declare theirs when built).
+  FoldedInference& folding() { return folding_; }
+
+ protected:
+  // The model's forward pass: conv -> BatchNorm pairs declared to folding() must run through
+  // conv_bn() so that eval passes can fold them.
+  virtual NetworkOutput forward_impl(torch::Tensor x, const StageRecorder* record) = 0;
+
+ private:
+  FoldedInference folding_;
 };
 
 // Multiply-accumulates of the convolutions and linear layers run on this thread, counted while a
@@ -59,6 +74,8 @@ class MacCounter {
 
 // conv(x) / fc(x), counting their multiply-accumulates when a MacCounter is active.
 torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x);
+// Counts the multiply-accumulates of a convolution with these options that produced `output`.
+void count_conv_macs(const torch::nn::detail::ConvNdOptions<2>& options, const torch::Tensor& output);
 torch::Tensor counted(torch::nn::Linear& fc, const torch::Tensor& x);
 
 // Records a stage output under `name` when a recorder is given; returns the output unchanged.

@@ -12,6 +12,22 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t
   return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(bias).groups(groups));
 }
 
+// A conv -> BatchNorm pair at the top level: two stages when a summary records them, otherwise
+// one step that folded eval passes run as a single convolution.
+torch::Tensor conv_bn_stages(const StageRecorder* record, const std::string& conv_name, nn::Conv2d& conv,
+                             const std::string& bn_name, nn::BatchNorm2d& bn, torch::Tensor x) {
+  if (!record) return conv_bn(conv, bn, x);
+  x = record_stage(record, conv_name, counted(conv, x));
+  return record_stage(record, bn_name, bn(x));
+}
+
+torch::Tensor conv_bn_stages(const StageRecorder* record, const std::string& conv_name, SeparableConv2d& conv,
+                             const std::string& bn_name, nn::BatchNorm2d& bn, torch::Tensor x) {
+  if (!record) return conv->forward_bn(x, bn);
+  x = record_stage(record, conv_name, conv(x));
+  return record_stage(record, bn_name, bn(x));
+}
+
 }  // namespace
 
 SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channels,
@@ -22,14 +38,24 @@ SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channe
 }
 
 torch::Tensor SeparableConv2dImpl::forward(torch::Tensor x) {
+  return counted(pointwise, depthwise(x));
+}
+
+torch::Tensor SeparableConv2dImpl::forward_bn(torch::Tensor x, nn::BatchNorm2d& bn) {
+  return conv_bn(pointwise, bn, depthwise(x));
+}
+
+torch::Tensor SeparableConv2dImpl::depthwise(torch::Tensor x) {
   x = counted(conv1, x);
   switch (activation_) {
     case IntermediateActivation::None: break;
     case IntermediateActivation::ReLU: x = torch::relu(x); break;
     case IntermediateActivation::ELU: x = torch::elu(x); break;
   }
-  return counted(pointwise, x);
+  return x;
 }
+
+void SeparableConv2dImpl::fold_into(FoldedInference& folding, const nn::BatchNorm2d& bn) { folding.add(pointwise, bn); }
 
 XceptionBlockImpl::XceptionBlockImpl(int64_t in_channels, int64_t out_channels, int64_t reps, int64_t stride,
                                      bool start_with_relu, bool grow_first, const XceptionOptions& options)
@@ -59,11 +85,28 @@ XceptionBlockImpl::XceptionBlockImpl(int64_t in_channels, int64_t out_channels, 
 
 torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
   torch::Tensor shortcut = x;
-  if (skip) {
-    shortcut = counted(skip, x);
-    if (skipbn) shortcut = skipbn->forward(shortcut);
+  if (skip) shortcut = skipbn ? conv_bn(skip, skipbn, x) : counted(skip, x);
+  // `rep` is a Sequential for its module names, run step by step so that each SeparableConv2d
+  // takes the BatchNorm after it (which the constructor always puts there).
+  torch::Tensor y = x;
+  for (auto it = rep->begin(); it != rep->end(); ++it) {
+    if (auto* sep = it->ptr()->as<SeparableConv2dImpl>()) {
+      nn::BatchNorm2d bn(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>((++it)->ptr()));
+      y = sep->forward_bn(y, bn);
+    } else {
+      y = it->forward<torch::Tensor>(y);
+    }
   }
-  return rep->forward(x) + shortcut;
+  return y + shortcut;
+}
+
+void XceptionBlockImpl::fold_into(FoldedInference& folding) {
+  if (skip && skipbn) folding.add(skip, skipbn);
+  for (auto it = rep->begin(); it != rep->end(); ++it) {
+    if (auto* sep = it->ptr()->as<SeparableConv2dImpl>()) {
+      sep->fold_into(folding, nn::BatchNorm2d(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>((++it)->ptr())));
+    }
+  }
 }
 
 XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception"), options_(options) {
@@ -102,6 +145,12 @@ XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception")
   global_pool = register_module("global_pool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
   fc = register_module("fc", nn::Linear(2048, options.num_classes));
 
+  folding().add(conv1, bn1);
+  folding().add(conv2, bn2);
+  for (auto& block : blocks_) block->fold_into(folding());
+  conv3->fold_into(folding(), bn3);
+  conv4->fold_into(folding(), bn4);
+
   // timm's legacy_xception initialisation: He-normal (fan_out) convs, BN weight 1 and bias 0,
   // PyTorch's default for the classifier.
   torch::NoGradGuard no_grad;
@@ -121,21 +170,17 @@ int64_t XceptionImpl::min_input_size() const {
   return options_.notebook_variant ? 1 : 7;
 }
 
-NetworkOutput XceptionImpl::forward_all(torch::Tensor x, const StageRecorder* record) {
-  x = record_stage(record, "conv1", counted(conv1, x));
-  x = record_stage(record, "bn1", bn1(x));
+NetworkOutput XceptionImpl::forward_impl(torch::Tensor x, const StageRecorder* record) {
+  x = conv_bn_stages(record, "conv1", conv1, "bn1", bn1, x);
   x = record_stage(record, "act1", act1(x));
-  x = record_stage(record, "conv2", counted(conv2, x));
-  x = record_stage(record, "bn2", bn2(x));
+  x = conv_bn_stages(record, "conv2", conv2, "bn2", bn2, x);
   x = record_stage(record, "act2", act2(x));
   for (size_t i = 0; i < blocks_.size(); ++i) {
     x = record_stage(record, "block" + std::to_string(i + 1), blocks_[i](x));
   }
-  x = record_stage(record, "conv3", conv3(x));
-  x = record_stage(record, "bn3", bn3(x));
+  x = conv_bn_stages(record, "conv3", conv3, "bn3", bn3, x);
   x = record_stage(record, "act3", act3(x));
-  x = record_stage(record, "conv4", conv4(x));
-  x = record_stage(record, "bn4", bn4(x));
+  x = conv_bn_stages(record, "conv4", conv4, "bn4", bn4, x);
   x = record_stage(record, "act4", act4(x));
   x = record_stage(record, "global_pool", global_pool(x));
   x = torch::flatten(x, 1);

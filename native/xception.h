@@ -25,11 +25,17 @@ class SeparableConv2dImpl : public torch::nn::Module {
  public:
   SeparableConv2dImpl(int64_t in_channels, int64_t out_channels, IntermediateActivation activation);
   torch::Tensor forward(torch::Tensor x);
+  // bn(forward(x)), with `bn` folded into the pointwise convolution in folded eval passes. (Not a
+  // forward() overload: a Sequential holds modules with a single forward.)
+  torch::Tensor forward_bn(torch::Tensor x, torch::nn::BatchNorm2d& bn);
+  // Declares the pointwise -> bn pair to `folding`.
+  void fold_into(FoldedInference& folding, const torch::nn::BatchNorm2d& bn);
 
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::Conv2d pointwise{nullptr};
 
  private:
+  torch::Tensor depthwise(torch::Tensor x);  // conv1 and the intermediate activation
   IntermediateActivation activation_;
 };
 TORCH_MODULE(SeparableConv2d);
@@ -41,6 +47,8 @@ class XceptionBlockImpl : public torch::nn::Module {
   XceptionBlockImpl(int64_t in_channels, int64_t out_channels, int64_t reps, int64_t stride,
                     bool start_with_relu, bool grow_first, const XceptionOptions& options);
   torch::Tensor forward(torch::Tensor x);
+  // Declares the block's conv -> BatchNorm pairs to `folding`.
+  void fold_into(FoldedInference& folding);
 
   torch::nn::Sequential rep{nullptr};
   torch::nn::Conv2d skip{nullptr};
@@ -52,10 +60,12 @@ class XceptionImpl : public Network {
  public:
   explicit XceptionImpl(const XceptionOptions& options);
 
-  NetworkOutput forward_all(torch::Tensor x, const StageRecorder* record = nullptr) override;
   std::string model_name() const override { return "xception"; }
   std::string display_name() const override { return "Xception"; }
   int64_t min_input_size() const override;
+
+ protected:
+  NetworkOutput forward_impl(torch::Tensor x, const StageRecorder* record) override;
 
  private:
   XceptionOptions options_;

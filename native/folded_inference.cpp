@@ -1,0 +1,135 @@
+#include "folded_inference.h"
+
+#include <stdexcept>
+
+#include "network.h"
+
+namespace xt {
+namespace F = torch::nn::functional;
+
+struct FoldedConv {
+  const torch::nn::BatchNorm2dImpl* bn;  // the BatchNorm folded in (checked by conv_bn)
+  F::Conv2dFuncOptions options;          // the convolution's geometry, with the folded bias
+  torch::Tensor weight;
+};
+
+struct FoldedTable {
+  std::unordered_map<const torch::nn::Conv2dImpl*, FoldedConv> convs;
+};
+
+namespace {
+
+// The table active on this thread (set by FoldedInference::Scope).
+thread_local const FoldedTable* active_table = nullptr;
+
+FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+  // Folded in double, then stored in the weights' own dtype and memory format.
+  const auto& w = conv.weight;
+  const auto d = torch::kDouble;
+  auto scale = (bn.running_var.to(d) + bn.options.eps()).rsqrt();
+  if (bn.weight.defined()) scale = scale * bn.weight.to(d);
+  auto bias = conv.bias.defined() ? conv.bias.to(d) : torch::zeros_like(scale);
+  bias = (bias - bn.running_mean.to(d)) * scale;
+  if (bn.bias.defined()) bias = bias + bn.bias.to(d);
+  auto weight = (w.to(d) * scale.view({-1, 1, 1, 1})).to(w.scalar_type()).contiguous(w.suggest_memory_format());
+  const auto& o = conv.options;
+  auto options = F::Conv2dFuncOptions()
+                     .bias(bias.to(w.scalar_type()))
+                     .stride(o.stride())
+                     .padding(o.padding())
+                     .dilation(o.dilation())
+                     .groups(o.groups());
+  return FoldedConv{&bn, options, weight};
+}
+
+}  // namespace
+
+void FoldedInference::add(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+  if (!conv || !bn) throw std::invalid_argument("FoldedInference::add needs a convolution and a BatchNorm");
+  if (!bn->options.track_running_stats()) {
+    throw std::invalid_argument("cannot fold a BatchNorm without running statistics into its convolution");
+  }
+  if (!c10::holds_alternative<torch::enumtype::kZeros>(conv->options.padding_mode())) {
+    throw std::invalid_argument("cannot fold a BatchNorm into a convolution whose padding mode is not zeros");
+  }
+  if (conv->options.out_channels() != bn->options.num_features()) {
+    throw std::invalid_argument("cannot fold a BatchNorm of " + std::to_string(bn->options.num_features()) +
+                                " channels into a convolution of " + std::to_string(conv->options.out_channels()));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  pairs_.push_back({conv, bn});
+  table_.reset();
+}
+
+void FoldedInference::set_enabled(bool enabled) {
+  enabled_ = enabled;
+  if (!enabled) invalidate();
+}
+
+void FoldedInference::invalidate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  table_.reset();
+}
+
+int64_t FoldedInference::refreshes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return refreshes_;
+}
+
+std::vector<FoldedInference::Stamp> FoldedInference::stamps() const {
+  std::vector<Stamp> out;
+  out.reserve(pairs_.size() * 6);
+  auto stamp = [&](const torch::Tensor& t) {
+    if (!t.defined()) {
+      out.push_back({nullptr, nullptr, 0});
+    } else {
+      // An inference tensor has no version counter (and cannot change outside inference mode).
+      out.push_back({t.unsafeGetTensorImpl(), t.data_ptr(), t.is_inference() ? 0 : t._version()});
+    }
+  };
+  for (const auto& p : pairs_) {
+    stamp(p.conv->weight);
+    stamp(p.conv->bias);
+    stamp(p.bn->weight);
+    stamp(p.bn->bias);
+    stamp(p.bn->running_mean);
+    stamp(p.bn->running_var);
+  }
+  return out;
+}
+
+std::shared_ptr<const FoldedTable> FoldedInference::current() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto now = stamps();
+  if (table_ && now == table_stamps_) return table_;
+  // The copy is plain data: made outside inference mode (so that no-grad callers may use it too)
+  // and without recording gradients.
+  c10::InferenceMode normal_tensors(false);
+  torch::NoGradGuard no_grad;
+  auto table = std::make_shared<FoldedTable>();
+  for (const auto& p : pairs_) table->convs.emplace(p.conv.get(), fold(*p.conv, *p.bn));
+  table_ = std::move(table);
+  table_stamps_ = std::move(now);
+  refreshes_++;
+  return table_;
+}
+
+FoldedInference::Scope::Scope(FoldedInference& folding) : table_(folding.current()), previous_(active_table) {
+  active_table = table_.get();
+}
+
+FoldedInference::Scope::~Scope() { active_table = previous_; }
+
+torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+  if (active_table) {
+    auto it = active_table->convs.find(conv.get());
+    if (it != active_table->convs.end() && it->second.bn == bn.get()) {
+      auto out = F::conv2d(x, it->second.weight, it->second.options);
+      count_conv_macs(conv->options, out);
+      return out;
+    }
+  }
+  return bn->forward(counted(conv, x));
+}
+
+}  // namespace xt

@@ -1,0 +1,84 @@
+// Eval-mode inference with each BatchNorm folded into the convolution before it. In eval mode
+// BatchNorm is an affine map per channel, so with s = gamma / sqrt(running_var + eps)
+//   bn(conv(x; W, b)) = conv(x; W * s, beta + (b - running_mean) * s)
+// and one pass over the activations (the BatchNorm) disappears. The folded weights are a copy,
+// made on the first folded forward after any source tensor changed; the modules' own parameters
+// and buffers (state dict, checkpoints, training) are never touched.
+#pragma once
+
+#include "torch_includes.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace xt {
+
+struct FoldedTable;  // the folded convolutions (folded_inference.cpp)
+
+class FoldedInference {
+ public:
+  // Declares that `bn` directly follows `conv` in the forward pass. Throws std::invalid_argument
+  // for pairs that cannot be folded (a BatchNorm without running statistics, a padding mode
+  // other than zeros, channel counts that do not match).
+  void add(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+  size_t size() const { return pairs_.size(); }
+
+  // On by default. Off, eval passes run the modules as they are (for comparisons); the copy is
+  // dropped.
+  void set_enabled(bool enabled);
+  bool enabled() const { return enabled_.load(); }
+
+  // Drops the folded copy (and its memory). Needed where a source changes without its version
+  // counter moving: a training-mode forward updates BatchNorm's running statistics inside the
+  // kernel. Parameter updates (optimizer steps, loading weights) and moves are seen without it.
+  void invalidate();
+
+  // While a Scope lives, conv_bn() on this thread runs the folded convolutions. Entering it
+  // recomputes the copy when it is missing or any source tensor changed since it was made.
+  class Scope {
+   public:
+    explicit Scope(FoldedInference& folding);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    std::shared_ptr<const FoldedTable> table_;  // kept alive here if another thread refreshes the copy
+    const FoldedTable* previous_;
+  };
+
+  // How many times the folded copy has been computed (tests check that it is refreshed).
+  int64_t refreshes() const;
+
+ private:
+  struct Pair {
+    torch::nn::Conv2d conv;
+    torch::nn::BatchNorm2d bn;
+  };
+  // Identity and version of a source tensor: a change of either means the copy is stale.
+  struct Stamp {
+    const void* impl;
+    const void* data;
+    int64_t version;
+    bool operator==(const Stamp& o) const { return impl == o.impl && data == o.data && version == o.version; }
+  };
+
+  std::vector<Stamp> stamps() const;
+  std::shared_ptr<const FoldedTable> current();
+
+  std::vector<Pair> pairs_;
+  std::atomic<bool> enabled_{true};
+  mutable std::mutex mutex_;
+  std::shared_ptr<const FoldedTable> table_;  // null when stale
+  std::vector<Stamp> table_stamps_;
+  int64_t refreshes_ = 0;
+};
+
+// bn(conv(x)): inside a FoldedInference::Scope that holds this pair, one convolution with the
+// folded weights; otherwise the convolution then the BatchNorm module (training, summaries).
+torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
+
+}  // namespace xt
