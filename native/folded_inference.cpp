@@ -23,7 +23,7 @@ namespace {
 thread_local const FoldedTable* active_table = nullptr;
 
 FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
-  // Folded in double, then stored in the weights' own dtype and memory format.
+  // Folded in double, then stored in the weights' dtype and the folded passes' memory format.
   const auto& w = conv.weight;
   const auto d = torch::kDouble;
   auto scale = (bn.running_var.to(d) + bn.options.eps()).rsqrt();
@@ -31,7 +31,7 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dI
   auto bias = conv.bias.defined() ? conv.bias.to(d) : torch::zeros_like(scale);
   bias = (bias - bn.running_mean.to(d)) * scale;
   if (bn.bias.defined()) bias = bias + bn.bias.to(d);
-  auto weight = (w.to(d) * scale.view({-1, 1, 1, 1})).to(w.scalar_type()).contiguous(w.suggest_memory_format());
+  auto weight = (w.to(d) * scale.view({-1, 1, 1, 1})).to(w.scalar_type()).contiguous(folded_memory_format(w));
   const auto& o = conv.options;
   auto options = F::Conv2dFuncOptions()
                      .bias(bias.to(w.scalar_type()))
@@ -43,6 +43,10 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dI
 }
 
 }  // namespace
+
+at::MemoryFormat folded_memory_format(const torch::Tensor& x) {
+  return x.is_cpu() && x.dim() == 4 ? at::MemoryFormat::ChannelsLast : x.suggest_memory_format();
+}
 
 void FoldedInference::add(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
   if (!conv || !bn) throw std::invalid_argument("FoldedInference::add needs a convolution and a BatchNorm");

@@ -2,8 +2,9 @@
 // BatchNorm is an affine map per channel, so with s = gamma / sqrt(running_var + eps)
 //   bn(conv(x; W, b)) = conv(x; W * s, beta + (b - running_mean) * s)
 // and one pass over the activations (the BatchNorm) disappears. The folded weights are a copy,
-// made on the first folded forward after any source tensor changed; the modules' own parameters
-// and buffers (state dict, checkpoints, training) are never touched.
+// made on the first folded forward after any source tensor changed, in the memory format folded
+// passes run in; the modules' own parameters and buffers (state dict, checkpoints, training) are
+// never touched.
 #pragma once
 
 #include "torch_includes.h"
@@ -76,6 +77,11 @@ class FoldedInference {
   std::vector<Stamp> table_stamps_;
   int64_t refreshes_ = 0;
 };
+
+// The memory format folded passes run in for an input like `x`: channels-last for 4-D tensors on
+// the CPU, where libtorch 1.13's oneDNN convolutions take 20-30% less time over these models than
+// on NCHW (measured at 96x96, batch 8, 2 threads); the tensor's own format elsewhere.
+at::MemoryFormat folded_memory_format(const torch::Tensor& x);
 
 // bn(conv(x)): inside a FoldedInference::Scope that holds this pair, one convolution with the
 // folded weights; otherwise the convolution then the BatchNorm module (training, summaries).

@@ -62,7 +62,7 @@ NetworkOutput Network::forward_all(torch::Tensor x, const StageRecorder* record)
   // stage of its own: both run the modules as they are.
   if (record || at::GradMode::is_enabled() || !folding_.enabled()) return forward_impl(std::move(x), record);
   FoldedInference::Scope folded(folding_);
-  return forward_impl(std::move(x), record);
+  return forward_impl(x.contiguous(folded_memory_format(x)), record);
 }
 
 void Network::check_input_shape(const std::vector<int64_t>& shape) const {

@@ -26,8 +26,9 @@ class Network : public torch::nn::Module {
   explicit Network(const std::string& name) : torch::nn::Module(name) {}
 
   // Runs the model. An eval-mode pass with gradients off (no_grad or inference mode) and no
-  // recorder runs each conv -> BatchNorm pair as one folded convolution (folded_inference.h);
-  // a training-mode pass runs the modules as they are and marks the folded copy stale.
+  // recorder runs each conv -> BatchNorm pair as one folded convolution, channels-last on the CPU
+  // (folded_inference.h); a training-mode pass runs the modules as they are and marks the folded
+  // copy stale.
   NetworkOutput forward_all(torch::Tensor x, const StageRecorder* record = nullptr);
   // The public model name ('xception' | 'inception_v3') and the smallest spatial size it accepts.
   virtual std::string model_name() const = 0;
