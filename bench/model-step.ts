@@ -6,6 +6,7 @@ import { benchmarkSteps } from '../lib/benchmark';
 import { createModel, ModelName } from '../lib/models';
 import { native } from '../lib/native';
 import { setNumThreads } from '../lib/runtime';
+import { cpuSnapshot, othersShare, ownCpuSeconds } from './interference';
 
 async function main(): Promise<void> {
   const [model, mode, size, batch, warmup, steps, threads, device = 'cpu', amp = 'off', channelsLast = 'false'] = process.argv.slice(2);
@@ -16,12 +17,18 @@ async function main(): Promise<void> {
   const options = model === 'inception_v3' ? { numClasses: 10, auxLogits: device !== 'cpu' } : { numClasses: 10 };
   const net = createModel(model as ModelName, options);
   if (device !== 'cpu') net.to(device as 'cuda');
+  const before = cpuSnapshot();
+  const cpuBefore = ownCpuSeconds();
   const r = await benchmarkSteps(net, {
     mode: mode === 'train' ? 'train' : 'infer', batch: Number(batch), size: Number(size), warmup: Number(warmup), steps: Number(steps),
     amp: amp as 'off' | 'fp16' | 'bf16', channelsLast: channelsLast === 'true',
   });
+  const after = cpuSnapshot();
+  const others = before && after ? othersShare(before, after, ownCpuSeconds() - cpuBefore) : null;
   const peakRssMb = process.resourceUsage().maxRSS / 1024;
-  console.log(JSON.stringify({ imagesPerSecond: r.imagesPerSecond, seconds: r.seconds, images: r.images, peakRssMb, peakMemory: r.peakMemory }));
+  console.log(JSON.stringify({
+    imagesPerSecond: r.imagesPerSecond, seconds: r.seconds, images: r.images, peakRssMb, peakMemory: r.peakMemory, othersShare: others,
+  }));
 }
 
 main().catch((error: Error) => {

@@ -1,6 +1,7 @@
 """PyTorch side of bench/models.ts: timed fp32 training steps (forward, cross-entropy, backward,
 Adam) or eval forward passes on one fixed random batch, for torchvision's Inception V3 (no aux head)
-or the Python Xception of test/oracle/. Prints {"imagesPerSecond", "seconds", "peakRssMb"}."""
+or the Python Xception of test/oracle/. Prints {"imagesPerSecond", "seconds", "peakRssMb", "othersShare"}:
+othersShare is the share of the CPUs other processes took meanwhile, as bench/interference.ts computes it."""
 import argparse
 import json
 import os
@@ -47,11 +48,32 @@ def step():
             net(x)
 
 
+def busy_seconds():
+    """The machine's busy CPU time (all CPUs) and the wall clock, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / 100, time.time()
+
+
+def own_cpu_seconds():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+before, cpu_before = busy_seconds(), own_cpu_seconds()
 for _ in range(a.warmup):
     step()
 start = time.perf_counter()
 for _ in range(a.steps):
     step()
 seconds = time.perf_counter() - start
+after, cpu_after = busy_seconds(), own_cpu_seconds()
+others = None
+if before and after:
+    capacity = (after[1] - before[1]) * os.cpu_count()
+    others = max(0.0, after[0] - before[0] - (cpu_after - cpu_before)) / capacity if capacity > 0 else 0.0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"imagesPerSecond": a.batch * a.steps / seconds, "seconds": seconds, "peakRssMb": peak}))
+print(json.dumps({"imagesPerSecond": a.batch * a.steps / seconds, "seconds": seconds, "peakRssMb": peak, "othersShare": others}))
