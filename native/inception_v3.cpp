@@ -170,8 +170,10 @@ InceptionV3Impl::InceptionV3Impl(const InceptionV3Options& options) : Network("I
   dropout = register_module("dropout", nn::Dropout(nn::DropoutOptions(options.dropout)));
   fc = register_module("fc", nn::Linear(2048, options.num_classes));
   if (options.init_weights) init_weights();
-  for (auto& module : modules(/*include_self=*/false)) {
-    if (auto* basic = module->as<BasicConv2dImpl>()) folding().add(basic->conv, basic->bn);
+  // Every BasicConv2d folds in eval passes, except the aux head's: it runs in training only.
+  for (auto& item : named_modules("", /*include_self=*/false)) {
+    if (item.key().rfind("AuxLogits", 0) == 0) continue;
+    if (auto* basic = item.value()->as<BasicConv2dImpl>()) folding().add(basic->conv, basic->bn);
   }
 }
 
