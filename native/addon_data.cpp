@@ -105,9 +105,10 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto indices_js = typed_array_arg<Napi::Int32Array>(info[0], napi_int32_array, "indices must be an Int32Array");
       const int64_t n = static_cast<int64_t>(indices_js.ElementLength());
+      const int32_t* index = indices_js.Data();
       for (int64_t i = 0; i < n; ++i) {
-        if (indices_js[i] < 0 || indices_js[i] >= store_->size()) {
-          throw std::invalid_argument("index " + std::to_string(indices_js[i]) + " is outside the dataset (size " +
+        if (index[i] < 0 || index[i] >= store_->size()) {
+          throw std::invalid_argument("index " + std::to_string(index[i]) + " is outside the dataset (size " +
                                       std::to_string(store_->size()) + ")");
         }
       }
