@@ -28,6 +28,14 @@ torch::Tensor conv_bn_stages(const StageRecorder* record, const std::string& con
   return record_stage(record, bn_name, bn(x));
 }
 
+// Advances `it` to the BatchNorm the block's constructor puts right after each SeparableConv2d.
+nn::BatchNorm2d bn_after(nn::Sequential& rep, nn::SequentialImpl::Iterator& it) {
+  ++it;
+  auto bn = it != rep->end() ? std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(it->ptr()) : nullptr;
+  TORCH_CHECK(bn, "XceptionBlock: each SeparableConv2d in rep must be followed by a BatchNorm2d");
+  return nn::BatchNorm2d(bn);
+}
+
 }  // namespace
 
 SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channels,
@@ -91,7 +99,7 @@ torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
   torch::Tensor y = x;
   for (auto it = rep->begin(); it != rep->end(); ++it) {
     if (auto* sep = it->ptr()->as<SeparableConv2dImpl>()) {
-      nn::BatchNorm2d bn(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>((++it)->ptr()));
+      auto bn = bn_after(rep, it);
       y = sep->forward_bn(y, bn);
     } else {
       y = it->forward<torch::Tensor>(y);
@@ -103,9 +111,7 @@ torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
 void XceptionBlockImpl::fold_into(FoldedInference& folding) {
   if (skip && skipbn) folding.add(skip, skipbn);
   for (auto it = rep->begin(); it != rep->end(); ++it) {
-    if (auto* sep = it->ptr()->as<SeparableConv2dImpl>()) {
-      sep->fold_into(folding, nn::BatchNorm2d(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>((++it)->ptr())));
-    }
+    if (auto* sep = it->ptr()->as<SeparableConv2dImpl>()) sep->fold_into(folding, bn_after(rep, it));
   }
 }
 
