@@ -25,13 +25,53 @@ export interface SafetensorsFile {
 
 export class SafetensorsError extends Error {
   constructor(source: string, problem: string) {
-    super(`${source} is not a valid safetensors file: ${problem}`);
+    super(`${source} is not a valid safetensors file: ${clip(problem, MAX_PROBLEM_LENGTH)}`);
     this.name = 'SafetensorsError';
   }
 }
 
 // The reference implementation refuses headers above 100 MB; so do we.
 const MAX_HEADER_BYTES = 100_000_000;
+// A valid header nests three levels (the header, an entry, its shape); anything far deeper is
+// refused before JSON.parse, so that no recursion over the parsed value can overflow the stack.
+const MAX_HEADER_DEPTH = 16;
+// Messages quote the file's own names and values; they are cut so that an error stays one short line.
+const MAX_QUOTED_LENGTH = 80;
+const MAX_PROBLEM_LENGTH = 400;
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** A value of the header as it appears in a message: JSON, cut short. */
+function quote(value: unknown): string {
+  return clip(JSON.stringify(value) ?? String(value), MAX_QUOTED_LENGTH);
+}
+
+/** A tensor name as it appears in a message. */
+function nameOf(name: string): string {
+  return `'${clip(name, MAX_QUOTED_LENGTH)}'`;
+}
+
+/** The deepest nesting of arrays and objects in JSON text, scanning no further than `limit` + 1 levels. */
+function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip a string, with its escapes.
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x5b || c === 0x7b) {
+      depth++;
+      if (depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return deepest;
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -55,11 +95,18 @@ export function parseSafetensors(bytes: Uint8Array, source = 'the buffer'): Safe
   if (headerLength > BigInt(MAX_HEADER_BYTES)) fail(`the header length (${headerLength} bytes) exceeds ${MAX_HEADER_BYTES}`);
   const n = Number(headerLength);
 
-  let header: unknown;
+  let text = '';
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
   } catch (error) {
     fail(`the header is not valid UTF-8 JSON (${(error as Error).message})`);
+  }
+  if (jsonDepth(text, MAX_HEADER_DEPTH) > MAX_HEADER_DEPTH) fail(`the header nests arrays or objects more than ${MAX_HEADER_DEPTH} levels deep`);
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (error) {
+    fail(`the header is not valid UTF-8 JSON (${clip((error as Error).message, 2 * MAX_QUOTED_LENGTH)})`);
   }
   if (!isPlainObject(header)) fail('the header is not a JSON object');
   const entries = header as Record<string, unknown>;
@@ -74,32 +121,32 @@ export function parseSafetensors(bytes: Uint8Array, source = 'the buffer'): Safe
     if (name === '__metadata__') {
       if (!isPlainObject(value)) fail('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(`__metadata__.${k} must be a string`);
+        if (typeof v !== 'string') fail(`__metadata__.${clip(k, MAX_QUOTED_LENGTH)} must be a string`);
         metadata[k] = v as string;
       }
       continue;
     }
-    if (!isPlainObject(value)) fail(`the entry for '${name}' is not an object`);
+    if (!isPlainObject(value)) fail(`the entry for ${nameOf(name)} is not an object`);
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
     if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) {
-      fail(`'${name}' has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`);
+      fail(`${nameOf(name)} has unknown dtype ${quote(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`'${name}' has an invalid shape ${JSON.stringify(shape)} (expected an array of non-negative integers)`);
+      fail(`${nameOf(name)} has an invalid shape ${quote(shape)} (expected an array of non-negative integers)`);
     }
     if (
       !Array.isArray(offsets) || offsets.length !== 2 ||
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
     ) {
-      fail(`'${name}' has invalid data_offsets ${JSON.stringify(offsets)} (expected [begin, end] with 0 <= begin <= end)`);
+      fail(`${nameOf(name)} has invalid data_offsets ${quote(offsets)} (expected [begin, end] with 0 <= begin <= end)`);
     }
     const [begin, end] = offsets as [number, number];
-    if (end > dataLength) fail(`'${name}' data_offsets [${begin}, ${end}] run past the data section (${dataLength} bytes)`);
+    if (end > dataLength) fail(`${nameOf(name)} data_offsets [${begin}, ${end}] run past the data section (${dataLength} bytes)`);
     const typed = dtype as SafetensorsDtype;
     const dims = shape as number[];
     const expected = elementCount(dims) * DTYPE_SIZES[typed];
     if (end - begin !== expected) {
-      fail(`'${name}' holds ${end - begin} bytes but shape [${dims.join(', ')}] of ${typed} needs ${expected}`);
+      fail(`${nameOf(name)} holds ${end - begin} bytes but shape ${clip(`[${dims.join(', ')}]`, MAX_QUOTED_LENGTH)} of ${typed} needs ${expected}`);
     }
     spans.push({ name, begin, end });
     // A plain Uint8Array view (not a Buffer, whose slice() would not copy).
@@ -111,8 +158,8 @@ export function parseSafetensors(bytes: Uint8Array, source = 'the buffer'): Safe
   spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
   for (const span of spans) {
-    if (span.begin < cursor) fail(`'${span.name}' overlaps the tensor before it (offset ${span.begin} < ${cursor})`);
-    if (span.begin > cursor) fail(`there is a gap of ${span.begin - cursor} bytes before '${span.name}'`);
+    if (span.begin < cursor) fail(`${nameOf(span.name)} overlaps the tensor before it (offset ${span.begin} < ${cursor})`);
+    if (span.begin > cursor) fail(`there is a gap of ${span.begin - cursor} bytes before ${nameOf(span.name)}`);
     cursor = span.end;
   }
   if (cursor !== dataLength) fail(`${dataLength - cursor} bytes after the last tensor are not described by the header`);

@@ -93,6 +93,57 @@ describe('malformed files give a SafetensorsError naming the problem', () => {
     expect((caught as Error).message).toMatch(message);
   });
 
+  it('a header nested 5,000 levels deep, anywhere, gives a short SafetensorsError (no stack overflow)', () => {
+    const deep = (levels: number, open: string, close: string, inner = '1') => open.repeat(levels) + inner + close.repeat(levels);
+    const headers = [
+      `{"x":{"dtype":"F32","shape":${deep(5000, '[', ']')},"data_offsets":[0,0]}}`,
+      `{"x":{"dtype":"F32","shape":[1],"data_offsets":${deep(5000, '[', ']')}}}`,
+      `{"x":{"dtype":${deep(5000, '{"a":', '}')},"shape":[],"data_offsets":[0,4]}}`,
+      `{"__metadata__":{"k":${deep(5000, '[', ']')}}}`,
+      deep(5000, '[', ']'),
+      deep(100_000, '{"a":', '}'),
+    ];
+    for (const header of headers) {
+      let caught: unknown;
+      try {
+        parseSafetensors(fileWith(header), 'deep.safetensors');
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(SafetensorsError);
+      expect((caught as Error).message).toBe('deep.safetensors is not a valid safetensors file: the header nests arrays or objects more than 16 levels deep');
+    }
+  });
+
+  it('brackets inside strings are not nesting, and a valid file with them parses', () => {
+    const name = `x${'[{'.repeat(5000)}\\"${']}'.repeat(10)}`;
+    const file = parseSafetensors(fileWith(`{"__metadata__":{"note":"${'['.repeat(5000)}"},"${name}":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, f32([7])));
+    expect(file.metadata.note).toBe('['.repeat(5000));
+    expect([...file.tensors.keys()]).toEqual([JSON.parse(`"${name}"`)]);
+  });
+
+  it('messages quoting huge names or values stay short', () => {
+    const long = 'n'.repeat(1_000_000);
+    const headers: unknown[] = [
+      { [long]: { dtype: 'F8', shape: [1], data_offsets: [0, 1] } },
+      { x: { dtype: long, shape: [1], data_offsets: [0, 1] } },
+      { x: { dtype: 'F32', shape: Array.from({ length: 200_000 }, () => -1), data_offsets: [0, 4] } },
+      { x: { dtype: 'F32', shape: Array.from({ length: 200_000 }, () => 0), data_offsets: [0, 4] } },
+      { __metadata__: { [long]: 1 } },
+      `{"${long}":`,
+    ];
+    for (const header of headers) {
+      let caught: unknown;
+      try {
+        parseSafetensors(fileWith(header, new Uint8Array(4)), 'long.safetensors');
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(SafetensorsError);
+      expect((caught as Error).message.length).toBeLessThan(500);
+    }
+  });
+
   it('a model refuses a malformed or missing file and stays usable', async () => {
     const model = new Xception({ numClasses: 10, middleFlowBlocks: 0 });
     const bad = path.join(dir, 'bad.safetensors');
