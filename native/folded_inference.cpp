@@ -53,7 +53,9 @@ void FoldedInference::add(const torch::nn::Conv2d& conv, const torch::nn::BatchN
   if (!bn->options.track_running_stats()) {
     throw std::invalid_argument("cannot fold a BatchNorm without running statistics into its convolution");
   }
-  if (!c10::holds_alternative<torch::enumtype::kZeros>(conv->options.padding_mode())) {
+  // get_enum_name works on both c10::variant (libtorch 1.13) and std::variant (2.x, where c10's
+  // variant helpers were removed).
+  if (torch::enumtype::get_enum_name(conv->options.padding_mode()) != std::string("kZeros")) {
     throw std::invalid_argument("cannot fold a BatchNorm into a convolution whose padding mode is not zeros");
   }
   if (conv->options.out_channels() != bn->options.num_features()) {
