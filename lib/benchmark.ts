@@ -1,7 +1,8 @@
 // Timed steps of a model on a fixed random batch (native benchmarkSteps): the training loop's own
 // step (forward under autocast, loss, scaled backward, Adam) or an eval-mode forward pass, on the
 // model's device. Used by `xception-torch compare --throughput` and the benchmarks in bench/.
-import { InceptionV3, ModelError, Xception } from './models';
+import { fromNative } from './errors';
+import { InceptionV3, Xception } from './models';
 import { native } from './native';
 
 export interface StepBenchmarkOptions {
@@ -35,7 +36,7 @@ export async function benchmarkSteps(model: Xception | InceptionV3, o: StepBench
       batch: o.batch, size: o.size, warmup: o.warmup, steps: o.steps, train: o.mode === 'train', amp: o.amp ?? 'off', channelsLast: o.channelsLast ?? false,
     });
   } catch (error) {
-    throw new ModelError((error as Error).message);
+    throw fromNative(error);
   }
   return { imagesPerSecond: r.seconds > 0 ? r.images / r.seconds : 0, seconds: r.seconds, images: r.images, peakMemory: r.peakMemory };
 }

@@ -14,6 +14,8 @@ import { runtimeInfo, setNumThreads } from './runtime';
 import * as fs from 'fs';
 import * as path from 'path';
 import { PROJECT_ROOT } from './paths';
+import { LIMITS, maxThreads } from './limits';
+import { fixed } from './report/format';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
 
@@ -50,11 +52,11 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
     .command('summary')
     .description('print the layer table and parameter count of a model')
     .addOption(new Option('--model <name>', 'model').choices(MODEL_NAMES).default('xception'))
-    .option('--num-classes <n>', 'classifier outputs', integer(1), 1000)
-    .option('--image-size <n>', 'input height and width', integer(1), 299)
+    .option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), 1000)
+    .option('--image-size <n>', 'input height and width', integer(1, LIMITS.imageSize), 299)
     .addOption(new Option('--activation <name>', 'Xception: activation between depthwise and pointwise').choices(['none', 'relu', 'elu']).default('none'))
     .addOption(new Option('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant").choices(['paper', 'notebook']).default('paper'))
-    .option('--middle-blocks <n>', 'Xception: middle-flow blocks', integer(0), 8)
+    .option('--middle-blocks <n>', 'Xception: middle-flow blocks', integer(0, LIMITS.middleFlowBlocks), 8)
     .option('--no-aux-logits', 'Inception V3: without the auxiliary classifier')
     .option('--json', 'print JSON instead of a table')
     .action((opts) => {
@@ -85,7 +87,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   program
     .command('doctor')
     .description('show the libtorch the addon uses, CUDA/cuDNN availability and CPU threads')
-    .option('--threads <n>', 'CPU threads to report/use', integer(1))
+    .option('--threads <n>', 'CPU threads to report/use', integer(1, maxThreads()))
     .option('--json', 'print JSON')
     .action((opts) => {
       if (opts.threads) setNumThreads(opts.threads);
@@ -104,8 +106,10 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
           : `not available${info.builtWithCuda ? ' (CUDA build, but no GPU is visible)' : ' (CPU-only libtorch)'}`],
         ['cuDNN', info.cudnnAvailable ? `available${info.cudnnVersion ? ` (${info.cudnnVersion})` : ''}` : 'not available'],
         ['CUDA devices', String(info.cudaDeviceCount)],
-        ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${info.gpu.totalMemoryGiB.toFixed(1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
+        ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${fixed(info.gpu.totalMemoryGiB, 1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
         ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
+        // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
+        ...info.loadedCudaLibraries.map((file, i): [string, string] => [i === 0 ? 'CUDA libraries' : '', file]),
       ];
       for (const [k, v] of lines) console.log(`${k.padEnd(15)} ${v}`);
     });

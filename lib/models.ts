@@ -1,6 +1,8 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
 import { isNativeDtype, native, NATIVE_DTYPES, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, NativeTensorInput, tensorEntries } from './native';
+import { fromNative, ModelError } from './errors';
+import { LIMITS } from './limits';
 import { readSafetensors, writeSafetensors } from './safetensors';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
@@ -68,19 +70,14 @@ export interface InceptionV3Options {
   initWeights?: boolean;
 }
 
-export class ModelError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ModelError';
-  }
-}
+export { ModelError };
 
 // ---- option validation ----------------------------------------------------------------------
 
 type Check = (value: unknown) => string | undefined;  // a problem, or undefined when fine
 
-const positiveInteger: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 1 ? undefined : 'a positive integer');
-const nonNegativeInteger: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 0 ? undefined : 'a non-negative integer');
+const integerIn = (min: number, max: number): Check => (v) =>
+  (Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `an integer from ${min} to ${max}`);
 const probability: Check = (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'a number in [0, 1)');
 const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
 const oneOf = (...choices: string[]): Check => (v) =>
@@ -106,16 +103,57 @@ function listNames(names: string[], limit = 8): string {
   return names.length > limit ? `${shown}, … (${names.length - limit} more)` : shown;
 }
 
+/**
+ * @internal What a Trainer holds while it trains a model: calls from outside the job are refused,
+ * and the job's own native work starts only once the forward passes in flight have finished.
+ */
+export interface TrainingJobLease {
+  release(): void;
+}
+
 abstract class NativeBackedModel implements Model {
   abstract readonly name: ModelName;
   protected abstract readonly displayName: string;
   private handleOrNull: NativeModelHandle | null;
+  /** The forward passes running on a worker thread. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Set while a Trainer's fit() or evaluate() owns the model. */
+  private job: string | undefined;
 
   protected constructor(modelName: ModelName, options: object) {
     try {
       this.handleOrNull = new (native().NativeModel)(modelName, options);
     } catch (error) {
-      throw new ModelError((error as Error).message);
+      throw fromNative(error);
+    }
+  }
+
+  /**
+   * @internal Claims the model for a training job (`what`, e.g. 'Trainer.fit()'): waits for the
+   * forward passes in flight, then refuses forward(), weight loads, moves and mode switches from
+   * outside the job until the lease is released.
+   */
+  async claimForTraining(what: string): Promise<TrainingJobLease> {
+    if (this.job) throw new ModelError(`this ${this.displayName} is already being trained (${this.job})`);
+    this.job = what;
+    await Promise.allSettled([...this.inFlight]);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.job = undefined;
+      },
+    };
+  }
+
+  /** Refuses a call from outside the training job that owns the model. */
+  private checkNotTraining(call: string): void {
+    if (this.job) {
+      throw new ModelError(
+        `${this.displayName}.${call} is refused while ${this.job} trains this model: the weights are changing ` +
+          'and the model is in training mode. Await fit() first (Trainer.evaluate() scores the model).',
+      );
     }
   }
 
@@ -138,6 +176,12 @@ abstract class NativeBackedModel implements Model {
   }
 
   async loadSafetensors(path: string, opts: { strict?: boolean } = {}): Promise<void> {
+    this.checkNotTraining('loadSafetensors()');
+    return this.readWeights(path, opts);
+  }
+
+  /** @internal loadSafetensors for the training job that owns the model. */
+  async readWeights(path: string, opts: { strict?: boolean } = {}): Promise<void> {
     const strict = opts.strict ?? true;
     const file = await readSafetensors(path);
     const expected = new Map(this.handle.stateDictInfo().map((t) => [t.name, t]));
@@ -170,16 +214,24 @@ abstract class NativeBackedModel implements Model {
   }
 
   async saveSafetensors(path: string): Promise<void> {
+    this.checkNotTraining('saveSafetensors()');
+    return this.writeWeights(path);
+  }
+
+  /** @internal saveSafetensors for the training job that owns the model. */
+  async writeWeights(path: string): Promise<void> {
     const state = this.native((h) => h.getState());
     await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
   }
 
   train(): this {
+    this.checkNotTraining('train()');
     this.native((h) => h.setTraining(true));
     return this;
   }
 
   eval(): this {
+    this.checkNotTraining('eval()');
     this.native((h) => h.setTraining(false));
     return this;
   }
@@ -189,6 +241,7 @@ abstract class NativeBackedModel implements Model {
   }
 
   to(device: Device): this {
+    this.checkNotTraining('to()');
     const resolved = device === 'auto' ? (native().info().cudaAvailable ? 'cuda' : 'cpu') : device;
     this.native((h) => h.to(resolved));
     return this;
@@ -203,15 +256,22 @@ abstract class NativeBackedModel implements Model {
     if (!x || !(x.data instanceof Float32Array) || !Array.isArray(x.shape)) {
       throw new ModelError(`${this.displayName}.forward expects { shape: number[], data: Float32Array }`);
     }
+    this.checkNotTraining('forward()');
+    const pass = this.native((h) => h.forward(x.data, x.shape));
+    this.inFlight.add(pass);
     try {
-      return await this.handle.forward(x.data, x.shape);
+      return await pass;
     } catch (error) {
-      throw new ModelError((error as Error).message);
+      throw fromNative(error);
+    } finally {
+      this.inFlight.delete(pass);
     }
   }
 
   summary(imageSize = 299): LayerSummary[] {
-    if (!Number.isSafeInteger(imageSize) || imageSize < 1) throw new ModelError(`imageSize must be a positive integer; got ${imageSize}`);
+    if (!Number.isSafeInteger(imageSize) || imageSize < 1 || imageSize > LIMITS.imageSize) {
+      throw new ModelError(`imageSize must be an integer from 1 to ${LIMITS.imageSize}; got ${imageSize}`);
+    }
     return this.native((h) => h.summary(imageSize));
   }
 
@@ -225,6 +285,7 @@ abstract class NativeBackedModel implements Model {
 
   setBatchNormFolding(enabled: boolean): this {
     if (typeof enabled !== 'boolean') throw new ModelError(`setBatchNormFolding expects true or false; got ${JSON.stringify(enabled)}`);
+    this.checkNotTraining('setBatchNormFolding()');
     this.native((h) => h.setFolding(enabled));
     return this;
   }
@@ -240,17 +301,19 @@ abstract class NativeBackedModel implements Model {
 
   /** Frees the native weights now rather than at garbage collection. Further calls throw. */
   dispose(): void {
+    this.checkNotTraining('dispose()');
     this.handleOrNull?.dispose();
     this.handleOrNull = null;
   }
 
-  // Native errors surface as ModelError with libtorch's message (no C++ backtrace).
+  // Native errors keep their kind: ModelError for bad input, NativeRuntimeError for failures at
+  // run time, each with libtorch's message (no C++ backtrace).
   private native<T>(call: (handle: NativeModelHandle) => T): T {
     const handle = this.handle;
     try {
       return call(handle);
     } catch (error) {
-      throw new ModelError((error as Error).message);
+      throw fromNative(error);
     }
   }
 }
@@ -262,9 +325,9 @@ export class Xception extends NativeBackedModel {
 
   constructor(options: XceptionOptions = {}) {
     validateOptions('Xception', options, {
-      numClasses: positiveInteger,
+      numClasses: integerIn(1, LIMITS.numClasses),
       intermediateActivation: oneOf('none', 'relu', 'elu'),
-      middleFlowBlocks: nonNegativeInteger,
+      middleFlowBlocks: integerIn(0, LIMITS.middleFlowBlocks),
       dropout: probability,
       variant: oneOf('paper', 'notebook'),
     });
@@ -284,7 +347,7 @@ export class InceptionV3 extends NativeBackedModel {
 
   constructor(options: InceptionV3Options = {}) {
     validateOptions('InceptionV3', options, {
-      numClasses: positiveInteger,
+      numClasses: integerIn(1, LIMITS.numClasses),
       auxLogits: boolean,
       transformInput: boolean,
       dropout: probability,

@@ -94,6 +94,8 @@ export interface NativeDatasetHandle {
   size(): number;
   device(): string;
   batch(indices: Int32Array, options: NativePreprocessing, augment?: NativeAugmentation): Promise<NativeBatch>;
+  /** Frees the images now; further calls throw. */
+  dispose(): void;
 }
 
 /** Progress reported from the training loop (every few batches). */
@@ -119,6 +121,10 @@ export interface NativeEpochResult {
   lr: number;
   lossScale: number;
   skippedSteps: number;
+  /** Whether the optimizer ran torch.optim's fused kernels (CUDA, libtorch >= 2.0, fusedAdam on). */
+  fusedAdam: boolean;
+  /** Without a GradScaler: the first batch (0-based) whose loss was NaN or infinite; the epoch stopped there. */
+  divergedBatch?: number;
 }
 
 export interface NativeEvalResult {
@@ -145,7 +151,11 @@ export interface NativeTrainerHandle {
   evaluate(dataset: NativeDatasetHandle, batchSize: number, numClasses: number): Promise<NativeEvalResult>;
   batchesPerEpoch(): number;
   getState(): NativeTrainState;
+  /** getState() without copying the optimizer's tensors. */
+  getCounters(): Omit<NativeTrainState, 'optimizer'>;
   setState(state: Omit<NativeTrainState, 'optimizer'> & { optimizer: NativeTensorInput[] }): void;
+  /** Drops the optimizer state and the references to the model and the training images. */
+  dispose(): void;
 }
 
 export interface FloatTensor {
@@ -170,6 +180,14 @@ export interface NativeInfo {
   threads: number;
   hardwareThreads: number;
   parallelInfo: string;
+  liveNativeObjects: LiveNativeObjects;
+}
+
+/** The heavy native objects alive now: what dispose() and garbage collection have not yet freed. */
+export interface LiveNativeObjects {
+  networks: number;
+  datasets: number;
+  trainingSessions: number;
 }
 
 export interface NativeAddon {

@@ -1,5 +1,6 @@
 // What the native runtime sees: libtorch version and location, CUDA and cuDNN, CPU threads.
-import { BuildInfo, native, readBuildInfo } from './native';
+import * as fs from 'fs';
+import { BuildInfo, LiveNativeObjects, native, readBuildInfo } from './native';
 
 export interface RuntimeInfo {
   /** The libtorch version the addon was compiled against (TORCH_VERSION). */
@@ -18,6 +19,11 @@ export interface RuntimeInfo {
   /** Intra-op threads used for CPU work (default: every available core). */
   threads: number;
   hardwareThreads: number;
+  /** The CUDA libraries this process has loaded, by path (Linux; empty without CUDA). Shows whether
+   * the CUDA runtime came from the PyTorch install or from a system toolkit. */
+  loadedCudaLibraries: string[];
+  /** Models' networks, datasets and training sessions alive now (see dispose()). */
+  liveNativeObjects: LiveNativeObjects;
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -34,7 +40,29 @@ export function runtimeInfo(): RuntimeInfo {
     gpu: info.gpu && { name: info.gpu.name, totalMemoryGiB: info.gpu.totalMemory / 2 ** 30, computeCapability: info.gpu.computeCapability },
     threads: info.threads,
     hardwareThreads: info.hardwareThreads,
+    loadedCudaLibraries: loadedCudaLibraries(),
+    liveNativeObjects: info.liveNativeObjects,
   };
+}
+
+const CUDA_LIBRARY = /\/lib(cudart|cublas|cublasLt|cudnn[a-z_]*|nvrtc|nvrtc-builtins|nccl|cufft|curand|cusparse|cusolver|nvToolsExt|nvJitLink|cupti|torch_cuda|c10_cuda)(-[0-9a-f]{8})?\.so[.0-9]*$/;
+
+/** Paths of the CUDA libraries mapped into this process (from /proc/self/maps), sorted. */
+export function loadedCudaLibraries(maps?: string): string[] {
+  let text = maps;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/self/maps', 'utf8');
+    } catch {
+      return [];
+    }
+  }
+  const found = new Set<string>();
+  for (const line of text.split('\n')) {
+    const file = line.slice(line.indexOf('/'));
+    if (line.includes('/') && CUDA_LIBRARY.test(file)) found.add(file);
+  }
+  return [...found].sort();
 }
 
 /** Sets the CPU thread count libtorch uses for the work this package starts. */

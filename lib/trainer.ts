@@ -9,8 +9,10 @@ import { createSyntheticDataset, loadCifar10, selectImages } from './datasets';
 import type { DatasetSplits, ImageSet, SyntheticDatasetOptions } from './datasets';
 import { DeviceDataset, Preprocessing, resolvePreprocessing } from './datasets/device-dataset';
 import { GradScaler } from './grad-scaler';
-import { createModel, Device, InceptionV3, InceptionV3Options, ModelName, Xception, XceptionOptions } from './models';
+import { createModel, Device, InceptionV3, InceptionV3Options, ModelName, TrainingJobLease, Xception, XceptionOptions } from './models';
 import { native, NativeTrainerHandle, NativeTrainProgress } from './native';
+import { TrainingDivergedError } from './errors';
+import { LIMITS, maxThreads } from './limits';
 import { formatHistoryCsv } from './report/history';
 import { runtimeInfo, setNumThreads } from './runtime';
 
@@ -72,6 +74,10 @@ export interface TrainerOptions {
   /** CUDA: let cuDNN time its convolution algorithms on the first batches and keep the fastest
    * (torch.backends.cudnn.benchmark; process-wide). Default true. */
   cudnnBenchmark?: boolean;
+  /** CUDA with libtorch >= 2.0: run Adam as torch.optim's fused kernels (one launch for all
+   * parameters, overflow skip on the device). false falls back to the per-tensor update without a
+   * rebuild. No effect on the CPU. Default true. */
+  fusedAdam?: boolean;
   /** Batches between progress reports ('batch' events). Default 1 on the CPU, 10 on CUDA. */
   progressEvery?: number;
 }
@@ -136,6 +142,10 @@ export class Trainer extends EventEmitter {
   private devices = new Map<'train' | 'val' | 'test', DeviceDataset>();
   private session?: NativeTrainerHandle;
   private scaler?: GradScaler;
+  /** Set by dispose(): every later call is refused, and a running fit() stops without writing. */
+  private disposed = false;
+  /** The training job's hold on the model while fit() or evaluate() runs. */
+  private lease?: TrainingJobLease;
 
   constructor(options: TrainerOptions) {
     super();
@@ -156,6 +166,25 @@ export class Trainer extends EventEmitter {
     positive('threads', options.threads);
     positive('progressEvery', options.progressEvery);
     positive('lr', options.optimizer?.lr, false);
+    const atMost = (name: string, v: number | undefined, max: number) => {
+      if (v !== undefined && v > max) throw new RangeError(`${name} must be at most ${max}; got ${v}`);
+    };
+    const atLeast = (name: string, v: number | undefined, min: number, why: string) => {
+      if (v !== undefined && v < min) throw new RangeError(`${name} must be at least ${min} (${why}); got ${v}`);
+    };
+    atLeast('batchSize', options.batchSize, LIMITS.minTrainBatch, 'BatchNorm needs two images per training batch');
+    atLeast('trainLimit', options.trainLimit, LIMITS.minTrainBatch, 'BatchNorm needs two images per training batch');
+    atMost('threads', options.threads, maxThreads());
+    for (const key of ['crop', 'resize', 'evalResize'] as const) atMost(`preprocessing.${key}`, options.preprocessing?.[key], LIMITS.imageSize);
+    for (const key of ['trainSize', 'valSize', 'testSize'] as const) atMost(`synthetic.${key}`, options.synthetic?.[key], LIMITS.syntheticImages);
+    if (options.outDir !== undefined && (typeof options.outDir !== 'string' || options.outDir.trim() === '')) {
+      throw new RangeError(`outDir must name a folder; got ${JSON.stringify(options.outDir)} (an empty outDir would write the run into the current directory)`);
+    }
+    for (const flag of ['channelsLast', 'cudnnBenchmark', 'fusedAdam'] as const) {
+      if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
+        throw new RangeError(`${flag} must be true or false; got ${JSON.stringify(options[flag])}`);
+      }
+    }
     if (options.amp !== undefined && !['auto', 'fp16', 'bf16', 'off'].includes(options.amp)) {
       throw new RangeError(`amp must be 'auto', 'fp16', 'bf16' or 'off'; got ${String(options.amp)}`);
     }
@@ -202,6 +231,7 @@ export class Trainer extends EventEmitter {
       trainLimit: o.trainLimit ?? null,
       evalLimit: o.evalLimit ?? null,
       threads: o.threads ?? runtimeInfo().threads,
+      fusedAdam: o.fusedAdam ?? true,
     };
   }
 
@@ -212,11 +242,18 @@ export class Trainer extends EventEmitter {
     return { ...fallback, ...this.options.modelOptions };
   }
 
+  private checkNotDisposed(): void {
+    if (this.disposed) throw new Error('this Trainer was disposed; create a new one');
+  }
+
   private async prepare(): Promise<void> {
+    this.checkNotDisposed();
     if (this.session) return;
     const o = this.options;
     if (o.threads) setNumThreads(o.threads);
     this.splits = await this.loadSplits();
+    // dispose() while the data loaded: build nothing.
+    this.checkNotDisposed();
     // The same seed gives the same initial weights.
     if (typeof o.model === 'string') native().manualSeed(o.seed ?? 0);
     const model = typeof o.model === 'string' ? createModel(o.model, this.modelOptions() as never) : o.model;
@@ -258,6 +295,7 @@ export class Trainer extends EventEmitter {
       preprocessing: resolvePreprocessing(o.preprocessing),
       channelsLast: o.channelsLast ?? this.device.startsWith('cuda'),
       cudnnBenchmark: o.cudnnBenchmark ?? true,
+      fusedAdam: o.fusedAdam ?? true,
       // Reading the metrics costs a device sync: rarely on a GPU, every batch on the CPU.
       progressEvery: o.progressEvery ?? (this.device.startsWith('cuda') ? 10 : 1),
     });
@@ -271,12 +309,24 @@ export class Trainer extends EventEmitter {
     else splits = await loadCifar10({ dataDir: o.dataDir, valSize: o.valSize ?? 5000, seed: o.seed ?? 0 });
     const limit = (set: ImageSet, n: number | undefined) =>
       n === undefined || n >= set.count ? set : selectImages(set, Array.from({ length: n }, (_, i) => i));
-    return {
+    const limited = {
       ...splits,
       train: limit(splits.train, o.trainLimit),
       val: limit(splits.val, o.evalLimit),
       test: limit(splits.test, o.evalLimit),
     };
+    // An empty split would give an accuracy computed from nothing.
+    const minimum = { train: LIMITS.minTrainBatch, val: 1, test: 1 };
+    for (const split of ['train', 'val', 'test'] as const) {
+      const count = limited[split].count;
+      if (count < minimum[split]) {
+        throw new RangeError(
+          `the ${split} split of ${splits.name} has ${count} image${count === 1 ? '' : 's'}; it needs at least ${minimum[split]}` +
+            (o.dataset === undefined || o.dataset === 'cifar10' ? ' (is a CIFAR-10 batch file empty or truncated?)' : ''),
+        );
+      }
+    }
+    return limited;
   }
 
   /**
@@ -287,6 +337,18 @@ export class Trainer extends EventEmitter {
    */
   async fit(opts: { signal?: AbortSignal; resume?: boolean } = {}): Promise<History> {
     await this.prepare();
+    if (this.lease) throw new Error('this Trainer is already running fit() or evaluate(): await it first');
+    this.lease = await this.model!.claimForTraining('Trainer.fit()');
+    try {
+      return await this.fitOwned(opts);
+    } finally {
+      this.lease?.release();
+      this.lease = undefined;
+    }
+  }
+
+  private async fitOwned(opts: { signal?: AbortSignal; resume?: boolean }): Promise<History> {
+    this.checkNotDisposed();
     const session = this.session!;
     const model = this.model!;
     const epochs = this.options.epochs ?? 10;
@@ -301,7 +363,8 @@ export class Trainer extends EventEmitter {
       if (saved.meta.model !== meta.model || JSON.stringify(saved.meta.modelOptions) !== JSON.stringify(meta.modelOptions)) {
         throw new Error(`the checkpoint in ${folder} is of ${saved.meta.model} ${JSON.stringify(saved.meta.modelOptions)}, not of this trainer's model`);
       }
-      await model.loadSafetensors(modelFile(folder));
+      await model.readWeights(modelFile(folder));
+      this.checkNotDisposed();
       session.setState({ ...saved.train, optimizer: saved.optimizer });
       this.scaler?.update(saved.train.scaler);
       meta = { ...saved.meta, options: meta.options };
@@ -312,23 +375,28 @@ export class Trainer extends EventEmitter {
     opts.signal?.addEventListener('abort', stop);
     let interrupted = false;
     try {
-      while (session.getState().position.epoch < epochs) {
+      // The counters (position, scaler) are read without copying the optimizer's tensors; those
+      // are copied once per checkpoint.
+      while (session.getCounters().position.epoch < epochs) {
         if (opts.signal?.aborted) {
           interrupted = true;
           break;
         }
-        const epoch = session.getState().position.epoch;
+        const epoch = session.getCounters().position.epoch;
         const result = await session.trainEpoch((p) => {
           this.emit('batch', { ...p, imagesPerSecond: p.seconds > 0 ? p.images / p.seconds : 0 } satisfies BatchEvent);
         });
-        const state = session.getState();
-        this.scaler?.update(state.scaler);
+        // dispose() during the epoch: stop here, and write nothing from a model being freed.
+        this.checkNotDisposed();
+        if (result.divergedBatch !== undefined) throw this.divergedError(epoch, result.divergedBatch, checkpoints);
+        this.scaler?.update(session.getCounters().scaler);
         if (!result.completed) {
           interrupted = true;
-          await this.saveCheckpoint(checkpoints, 'last', meta);
+          await this.saveCheckpoint(checkpoints, ['last'], meta);
           break;
         }
-        const val = await this.evaluate('val');
+        const val = await this.evaluateSplit('val');
+        this.checkNotDisposed();
         const record: EpochRecord = {
           epoch: epoch + 1,
           trainLoss: result.loss,
@@ -347,8 +415,7 @@ export class Trainer extends EventEmitter {
           meta.bestValAccuracy = val.accuracy;
           meta.bestEpoch = record.epoch;
         }
-        await this.saveCheckpoint(checkpoints, 'last', meta);
-        if (best) await this.saveCheckpoint(checkpoints, 'best', meta);
+        await this.saveCheckpoint(checkpoints, best ? ['last', 'best'] : ['last'], meta);
         await this.writeHistory(meta);
         this.emit('epoch', record);
       }
@@ -360,9 +427,33 @@ export class Trainer extends EventEmitter {
     return { outDir: this.outDir, epochs: meta.history, interrupted, bestEpoch: meta.bestEpoch };
   }
 
+  private divergedError(epoch: number, batch: number, checkpoints: string): TrainingDivergedError {
+    const last = findCheckpoint(checkpoints, 'last');
+    const kept = last ? `the last finite checkpoint is kept in ${last}` : 'no checkpoint was written before it';
+    const { lr } = this.resolvedOptions().optimizer as Required<OptimizerOptions>;
+    return new TrainingDivergedError(
+      `training diverged: the loss became NaN or infinite at epoch ${epoch + 1}, batch ${batch + 1} of ` +
+        `${this.session!.batchesPerEpoch()}; ${kept}. Try a lower learning rate than ${lr}.`,
+      epoch + 1,
+      batch + 1,
+    );
+  }
+
   /** Loss, accuracy, per-class accuracy and the confusion matrix of the current weights. */
   async evaluate(split: 'val' | 'test' = 'test'): Promise<EvalResult> {
     await this.prepare();
+    if (this.lease) throw new Error('this Trainer is already running fit() or evaluate(): await it first');
+    this.lease = await this.model!.claimForTraining('Trainer.evaluate()');
+    try {
+      return await this.evaluateSplit(split);
+    } finally {
+      this.lease?.release();
+      this.lease = undefined;
+    }
+  }
+
+  private async evaluateSplit(split: 'val' | 'test'): Promise<EvalResult> {
+    this.checkNotDisposed();
     const classNames = this.splits!.classNames;
     const classes = (this.model!.options as { numClasses: number }).numClasses;
     const r = await this.session!.evaluate(this.devices.get(split)!.nativeHandle, this.options.evalBatchSize ?? this.options.batchSize ?? 128, classes);
@@ -377,6 +468,7 @@ export class Trainer extends EventEmitter {
   /** Loads weights (a checkpoint folder or a safetensors file) into the trainer's model. */
   async loadWeights(file: string): Promise<void> {
     await this.prepare();
+    if (this.lease) throw new Error('cannot load weights while fit() or evaluate() runs');
     const weights = fs.statSync(file).isDirectory() ? modelFile(file) : file;
     await this.model!.loadSafetensors(weights);
   }
@@ -387,9 +479,14 @@ export class Trainer extends EventEmitter {
     return this.model!;
   }
 
-  private async saveCheckpoint(dir: string, name: string, meta: RunMeta): Promise<void> {
+  /** Writes the checkpoints `names` (e.g. last and best) from one copy of the training state. */
+  private async saveCheckpoint(dir: string, names: string[], meta: RunMeta): Promise<void> {
     const model = this.model!;
-    await writeCheckpoint(dir, name, (file) => model.saveSafetensors(file), this.session!.getState(), meta);
+    const state = this.session!.getState();
+    for (const name of names) {
+      this.checkNotDisposed();
+      await writeCheckpoint(dir, name, (file) => model.writeWeights(file), state, meta);
+    }
   }
 
   private async writeHistory(meta: RunMeta): Promise<void> {
@@ -398,7 +495,7 @@ export class Trainer extends EventEmitter {
   }
 
   private async writeMetrics(meta: RunMeta): Promise<void> {
-    const test = await this.evaluate('test');
+    const test = await this.evaluateSplit('test');
     const info = runtimeInfo();
     const trainingSeconds = meta.history.reduce((s, e) => s + e.seconds, 0);
     const images = meta.history.reduce((s, e) => s + e.imagesPerSecond * e.seconds, 0);
@@ -419,10 +516,22 @@ export class Trainer extends EventEmitter {
     await writeFileAtomic(path.join(this.outDir, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
   }
 
-  /** Frees the native model and datasets (the Trainer cannot be used afterwards). */
+  /**
+   * Frees the native training state, the datasets and, when the Trainer built it, the model (a
+   * model you passed in is yours to dispose). A running fit() stops at its next batch and rejects
+   * without writing anything more; the Trainer cannot be used afterwards.
+   */
   dispose(): void {
-    if (typeof this.options.model === 'string') this.model?.dispose();
-    this.devices.clear();
+    if (this.disposed) return;
+    this.disposed = true;
+    this.session?.stop();
+    this.session?.dispose();
     this.session = undefined;
+    for (const dataset of this.devices.values()) dataset.dispose();
+    this.devices.clear();
+    this.lease?.release();
+    this.lease = undefined;
+    if (typeof this.options.model === 'string') this.model?.dispose();
+    this.model = undefined;
   }
 }

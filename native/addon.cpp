@@ -9,6 +9,10 @@
 #include "napi_support.h"
 #include "xception.h"
 
+namespace xt {
+class TrainingSession;  // counted by LiveCount (training.h); only its count is read here
+}  // namespace xt
+
 namespace xt::napi {
 namespace {
 
@@ -76,6 +80,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       } else {
         throw std::invalid_argument("unknown model '" + name + "' (expected 'xception' or 'inception_v3')");
       }
+      memory_ = std::make_unique<ExternalMemory>(info.Env());
+      int64_t bytes = 0;
+      for (const auto& kv : net_->state_dict()) bytes += tensor_bytes(kv.second);
+      memory_->set(bytes);
     });
   }
 
@@ -88,7 +96,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // Mutations must not race a forward pass that is running on a worker thread.
   void ensure_idle(const char* what) {
     if (busy_.load() > 0) {
-      throw std::runtime_error(std::string("cannot ") + what + " while a forward() is running on this model: await it first");
+      throw std::runtime_error(std::string("cannot ") + what +
+                               " while a forward() or a training job is running on this model: await it first");
     }
   }
 
@@ -278,13 +287,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    // A running forward() keeps its own reference, so the weights are freed when it finishes.
+    // A running forward() keeps its own reference, so the weights are freed when it finishes; a
+    // NativeTrainer keeps one until it is disposed.
     net_.reset();
+    if (memory_) memory_->set(0);
     return info.Env().Undefined();
   }
 
   static Napi::FunctionReference constructor_;
   std::shared_ptr<xt::Network> net_;
+  std::unique_ptr<ExternalMemory> memory_;
   torch::Device device_{torch::kCPU};
   std::atomic<int> busy_{0};
 };
@@ -357,6 +369,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));
     o.Set("parallelInfo", at::get_parallel_info());
+    auto live = Napi::Object::New(env);
+    live.Set("networks", static_cast<double>(xt::LiveCount<xt::Network>::alive()));
+    live.Set("datasets", static_cast<double>(xt::LiveCount<xt::ImageStore>::alive()));
+    live.Set("trainingSessions", static_cast<double>(xt::LiveCount<xt::TrainingSession>::alive()));
+    o.Set("liveNativeObjects", live);
     return o;
   });
 }

@@ -44,12 +44,6 @@ Preprocessing preprocessing_of(const Napi::Value& value) {
 
 namespace {
 
-template <typename T>
-T typed_array_arg(const Napi::Value& v, napi_typedarray_type type, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) throw std::invalid_argument(what);
-  return v.As<T>();
-}
-
 class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -58,13 +52,16 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
                                        InstanceMethod<&NativeDataset::Size>("size"),
                                        InstanceMethod<&NativeDataset::DeviceName>("device"),
                                        InstanceMethod<&NativeDataset::Batch>("batch"),
+                                       InstanceMethod<&NativeDataset::Dispose>("dispose"),
                                    });
     constructor_ = Napi::Persistent(constructor);
     return constructor;
   }
 
   static std::shared_ptr<ImageStore> store_of(const Napi::Value& value) {
-    return unwrap_instance<NativeDataset>(constructor_, value, "a dataset")->store_;
+    auto* dataset = unwrap_instance<NativeDataset>(constructor_, value, "a dataset");
+    if (!dataset->store_) throw std::invalid_argument("the dataset was disposed");
+    return dataset->store_;
   }
 
   // new NativeDataset(images: Uint8Array, labels: Uint8Array, shape: [N, C, H, W], device)
@@ -86,16 +83,30 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       auto label_tensor = torch::from_blob(labels.Data(), {shape[0]}, torch::kUInt8);
       // ImageStore copies to the device (a clone on the CPU), so the JS buffers may go.
       store_ = std::make_shared<ImageStore>(image_tensor.clone(), label_tensor.clone(), device);
+      memory_ = std::make_unique<ExternalMemory>(info.Env());
+      memory_->set(tensor_bytes(image_tensor) + tensor_bytes(label_tensor));
     });
+  }
+
+  ImageStore& store() {
+    if (!store_) throw std::runtime_error("this dataset was disposed");
+    return *store_;
   }
 
  private:
   Napi::Value Size(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(store_->size()));
+    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(store().size())); });
   }
 
   Napi::Value DeviceName(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), store_->device().str());
+    return guarded(info.Env(), [&] { return Napi::String::New(info.Env(), store().device().str()); });
+  }
+
+  // dispose(): frees the images now (a batch in flight keeps its own reference until it ends).
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    store_.reset();
+    if (memory_) memory_->set(0);
+    return info.Env().Undefined();
   }
 
   // batch(indices: Int32Array, options: { train, resize, evalResize, crop, flip, mean, std },
@@ -107,9 +118,9 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       const int64_t n = static_cast<int64_t>(indices_js.ElementLength());
       const int32_t* index = indices_js.Data();
       for (int64_t i = 0; i < n; ++i) {
-        if (index[i] < 0 || index[i] >= store_->size()) {
+        if (index[i] < 0 || index[i] >= store().size()) {
           throw std::invalid_argument("index " + std::to_string(index[i]) + " is outside the dataset (size " +
-                                      std::to_string(store_->size()) + ")");
+                                      std::to_string(store().size()) + ")");
         }
       }
       auto indices = torch::from_blob(indices_js.Data(), {n}, torch::kInt).to(torch::kLong);
@@ -117,7 +128,7 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       const auto options = info[1].As<Napi::Object>();
       const bool train = bool_option(options, "train", false);
       const Preprocessing p = preprocessing_of(options);
-      p.validate(store_->image_size());
+      p.validate(store().image_size());
 
       Augmentation augment;
       bool seeded = false;
@@ -176,6 +187,7 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
 
   static Napi::FunctionReference constructor_;
   std::shared_ptr<ImageStore> store_;
+  std::unique_ptr<ExternalMemory> memory_;
 };
 
 Napi::FunctionReference NativeDataset::constructor_;

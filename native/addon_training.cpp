@@ -2,6 +2,7 @@
 // dataset on a worker thread, reports progress through a thread-safe function, and exposes the
 // optimizer, scaler and position state that checkpoints save.
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "cuda_support.h"
@@ -39,6 +40,7 @@ TrainConfig config_of(const Napi::Object& o) {
   c.seed = static_cast<uint64_t>(int_option(o, "seed", 0));
   c.channels_last = bool_option(o, "channelsLast", c.channels_last);
   c.cudnn_benchmark = bool_option(o, "cudnnBenchmark", c.cudnn_benchmark);
+  c.fused_adam = bool_option(o, "fusedAdam", c.fused_adam);
   c.progress_every = std::max<int64_t>(1, int_option(o, "progressEvery", c.progress_every));
   if (o.Has("scaler") && o.Get("scaler").IsObject()) {
     auto s = o.Get("scaler").As<Napi::Object>();
@@ -67,6 +69,8 @@ Napi::Object epoch_object(Napi::Env env, const EpochResult& r) {
   o.Set("lr", r.lr);
   o.Set("lossScale", r.scale);
   o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
+  o.Set("fusedAdam", r.fused_adam);
+  if (r.diverged_batch >= 0) o.Set("divergedBatch", static_cast<double>(r.diverged_batch));
   return o;
 }
 
@@ -80,7 +84,9 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
                            InstanceMethod<&NativeTrainer::Evaluate>("evaluate"),
                            InstanceMethod<&NativeTrainer::BatchesPerEpoch>("batchesPerEpoch"),
                            InstanceMethod<&NativeTrainer::GetState>("getState"),
+                           InstanceMethod<&NativeTrainer::GetCounters>("getCounters"),
                            InstanceMethod<&NativeTrainer::SetState>("setState"),
+                           InstanceMethod<&NativeTrainer::Dispose>("dispose"),
                        });
   }
 
@@ -97,11 +103,33 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       busy_ = model.busy;
       device_ = model.device;
       session_ = std::make_shared<TrainingSession>(model.net, config_of(info[2].As<Napi::Object>()), model.device, train_->size());
+      // The optimizer's moments: two tensors the size of each trained parameter.
+      int64_t bytes = 0;
+      for (const auto& kv : session_->optimizer().state()) bytes += tensor_bytes(kv.second);
+      memory_ = std::make_unique<ExternalMemory>(info.Env());
+      memory_->set(bytes);
     });
   }
 
  private:
+  TrainingSession& session() {
+    if (!session_) throw std::runtime_error("this trainer was disposed");
+    return *session_;
+  }
+
+  // dispose(): drops the session (optimizer state, and its references to the model's network and
+  // the training images). An epoch or evaluation in flight keeps its own reference and frees them
+  // when it ends; it is asked to stop at its next batch.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    stop_ = true;
+    session_.reset();
+    train_.reset();
+    if (memory_) memory_->set(0);
+    return info.Env().Undefined();
+  }
+
   void begin_work() {
+    session();  // throws once disposed
     if (running_) throw std::runtime_error("this trainer is already running: await the current epoch or evaluation first");
     if (busy_->load() > 0) throw std::runtime_error("the model is busy with another job: one training job per model at a time");
     running_ = true;
@@ -201,7 +229,41 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   }
 
   Napi::Value BatchesPerEpoch(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(session_->batches_per_epoch()));
+    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(session().batches_per_epoch())); });
+  }
+
+  Napi::Object position_object(Napi::Env env) {
+    const auto& pos = session().position();
+    auto p = Napi::Object::New(env);
+    p.Set("epoch", static_cast<double>(pos.epoch));
+    p.Set("nextBatch", static_cast<double>(pos.next_batch));
+    p.Set("lossSum", pos.loss_sum);
+    p.Set("correct", static_cast<double>(pos.correct));
+    p.Set("seen", static_cast<double>(pos.seen));
+    p.Set("pendingLoss", pos.pending_loss);
+    p.Set("pendingCorrect", static_cast<double>(pos.pending_correct));
+    p.Set("seconds", pos.seconds);
+    return p;
+  }
+
+  // { position, optimizerSteps, scaler }: getState() without copying the optimizer's tensors.
+  Napi::Object counters_object(Napi::Env env) {
+    auto o = Napi::Object::New(env);
+    o.Set("position", position_object(env));
+    o.Set("optimizerSteps", static_cast<double>(session().optimizer().steps()));
+    auto s = Napi::Object::New(env);
+    s.Set("scale", session().scaler().scale_value());
+    s.Set("growthTracker", static_cast<double>(session().scaler().growth_tracker()));
+    s.Set("skippedSteps", static_cast<double>(session().scaler().skipped_steps()));
+    o.Set("scaler", s);
+    return o;
+  }
+
+  Napi::Value GetCounters(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (running_) throw std::runtime_error("cannot read the training state while an epoch runs");
+      return counters_object(info.Env());
+    });
   }
 
   // { position: {...}, optimizerSteps, scaler: { scale, growthTracker, skippedSteps }, optimizer: [tensors] }
@@ -209,25 +271,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       if (running_) throw std::runtime_error("cannot read the training state while an epoch runs");
       Napi::Env env = info.Env();
-      auto o = Napi::Object::New(env);
-      const auto& pos = session_->position();
-      auto p = Napi::Object::New(env);
-      p.Set("epoch", static_cast<double>(pos.epoch));
-      p.Set("nextBatch", static_cast<double>(pos.next_batch));
-      p.Set("lossSum", pos.loss_sum);
-      p.Set("correct", static_cast<double>(pos.correct));
-      p.Set("seen", static_cast<double>(pos.seen));
-      p.Set("pendingLoss", pos.pending_loss);
-      p.Set("pendingCorrect", static_cast<double>(pos.pending_correct));
-      p.Set("seconds", pos.seconds);
-      o.Set("position", p);
-      o.Set("optimizerSteps", static_cast<double>(session_->optimizer().steps()));
-      auto s = Napi::Object::New(env);
-      s.Set("scale", session_->scaler().scale_value());
-      s.Set("growthTracker", static_cast<double>(session_->scaler().growth_tracker()));
-      s.Set("skippedSteps", static_cast<double>(session_->scaler().skipped_steps()));
-      o.Set("scaler", s);
-      auto state = session_->optimizer().state();
+      auto o = counters_object(env);
+      auto state = session().optimizer().state();
       auto tensors = Napi::Array::New(env, state.size());
       for (size_t i = 0; i < state.size(); ++i) tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second));
       o.Set("optimizer", tensors);
@@ -242,10 +287,12 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       if (info.Length() < 1 || !info[0].IsObject()) throw std::invalid_argument("setState expects an object");
       auto o = info[0].As<Napi::Object>();
       std::map<std::string, torch::Tensor> tensors;
+      if (!o.Get("optimizer").IsArray()) throw std::invalid_argument("setState: optimizer must be an array of tensors");
       auto list = o.Get("optimizer").As<Napi::Array>();
       for (uint32_t i = 0; i < list.Length(); ++i) {
+        if (!list.Get(i).IsObject()) throw std::invalid_argument("setState: each optimizer tensor must be an object");
         auto e = list.Get(i).As<Napi::Object>();
-        auto data = e.Get("data").As<Napi::Uint8Array>();
+        auto data = typed_array_arg<Napi::Uint8Array>(e.Get("data"), napi_uint8_array, "setState: optimizer tensor data must be a Uint8Array");
         const auto type = scalar_type_of(string_option(e, "dtype", ""));
         const auto shape = shape_of(e.Get("shape"));
         int64_t numel = 1;
@@ -256,11 +303,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
         tensors[string_option(e, "name", "")] =
             torch::from_blob(data.Data(), shape, torch::TensorOptions().dtype(type)).to(device_, torch::kFloat);
       }
-      session_->optimizer().load_state(tensors, int_option(o, "optimizerSteps", 0));
-      auto s = o.Get("scaler").As<Napi::Object>();
-      session_->scaler().set_state(number_option(s, "scale", 65536.0), int_option(s, "growthTracker", 0), int_option(s, "skippedSteps", 0));
+      if (!o.Get("position").IsObject()) throw std::invalid_argument("setState: position must be an object");
       auto p = o.Get("position").As<Napi::Object>();
-      auto& pos = session_->position();
+      // A saved position is checked against this session before anything is applied.
+      EpochPosition pos;
       pos.epoch = int_option(p, "epoch", 0);
       pos.next_batch = int_option(p, "nextBatch", 0);
       pos.loss_sum = number_option(p, "lossSum", 0);
@@ -269,6 +315,26 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       pos.pending_loss = number_option(p, "pendingLoss", 0);
       pos.pending_correct = int_option(p, "pendingCorrect", 0);
       pos.seconds = number_option(p, "seconds", 0);
+      const int64_t batches = session().batches_per_epoch();
+      if (pos.epoch < 0) throw std::invalid_argument("setState: position.epoch must be >= 0; got " + std::to_string(pos.epoch));
+      if (pos.next_batch < 0 || pos.next_batch >= batches) {
+        throw std::invalid_argument("setState: position.nextBatch must be in [0, " + std::to_string(batches) + "); got " + std::to_string(pos.next_batch));
+      }
+      if (pos.seen < 0 || pos.correct < 0 || pos.pending_correct < 0 || pos.correct + pos.pending_correct > pos.seen ||
+          !std::isfinite(pos.loss_sum) || !std::isfinite(pos.pending_loss) || !(pos.seconds >= 0) || !std::isfinite(pos.seconds)) {
+        throw std::invalid_argument("setState: the position's sums are inconsistent (negative, non-finite, or more correct than seen)");
+      }
+      if (!o.Get("scaler").IsObject()) throw std::invalid_argument("setState: scaler must be an object");
+      auto s = o.Get("scaler").As<Napi::Object>();
+      const double scale = number_option(s, "scale", 65536.0);
+      const int64_t growth_tracker = int_option(s, "growthTracker", 0), skipped = int_option(s, "skippedSteps", 0);
+      const int64_t steps = int_option(o, "optimizerSteps", 0);
+      if (!(scale > 0) || !std::isfinite(scale) || growth_tracker < 0 || skipped < 0 || steps < 0) {
+        throw std::invalid_argument("setState: the scaler state and optimizerSteps must be finite and non-negative (scale > 0)");
+      }
+      session().optimizer().load_state(tensors, steps);
+      session().scaler().set_state(scale, growth_tracker, skipped);
+      session().position() = pos;
       return info.Env().Undefined();
     });
   }
@@ -280,6 +346,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   std::shared_ptr<TrainingSession> session_;
   std::atomic<bool> stop_{false};
   bool running_ = false;
+  std::unique_ptr<ExternalMemory> memory_;
 };
 
 // ---- single steps of the optimizer and the scaler, for checking them against PyTorch ------------

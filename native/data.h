@@ -5,6 +5,7 @@
 //   eval:  Resize(eval_resize)  -> CenterCrop(crop)                          -> ToTensor -> Normalize
 #pragma once
 
+#include "live_objects.h"
 #include "torch_includes.h"
 
 #include <array>
@@ -35,7 +36,7 @@ struct Augmentation {
 };
 
 // The images of one split, held once as uint8 [N, C, H, W] on the device, with int64 labels [N].
-class ImageStore {
+class ImageStore : public LiveCount<ImageStore> {
  public:
   ImageStore(torch::Tensor images, torch::Tensor labels, torch::Device device);
 

@@ -29,20 +29,80 @@ inline std::string message_of(const std::exception& e) {
   return e.what();
 }
 
-// Runs `body`, rethrowing any C++ exception as a JavaScript error.
+// What went wrong, kept from the throw on a worker thread to the JavaScript error: the caller's
+// input (std::invalid_argument -> RangeError, code XT_INVALID_ARGUMENT), the device running out of
+// memory (code XT_OUT_OF_MEMORY), or any other failure at run time (code XT_RUNTIME). lib/ maps
+// the first to usage errors (exit 2) and the others to runtime failures (exit 1).
+enum class ErrorKind { InvalidArgument, OutOfMemory, Runtime };
+
+struct NativeFailure {
+  ErrorKind kind = ErrorKind::Runtime;
+  std::string message;
+};
+
+inline NativeFailure failure_of_current_exception() {
+  try {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    return {ErrorKind::InvalidArgument, e.what()};
+  } catch (const c10::OutOfMemoryError& e) {
+    return {ErrorKind::OutOfMemory, e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {ErrorKind::OutOfMemory, "out of memory (std::bad_alloc)"};
+  } catch (const std::exception& e) {
+    // libtorch's CPU allocator reports a failed allocation as a plain c10::Error.
+    const auto message = message_of(e);
+    if (message.find("not enough memory") != std::string::npos || message.find("can't allocate memory") != std::string::npos) {
+      return {ErrorKind::OutOfMemory, message};
+    }
+    return {ErrorKind::Runtime, message};
+  } catch (...) {
+    return {ErrorKind::Runtime, "unknown native error"};
+  }
+}
+
+inline Napi::Error js_error(Napi::Env env, const NativeFailure& f) {
+  auto error = f.kind == ErrorKind::InvalidArgument ? Napi::RangeError::New(env, f.message) : Napi::Error::New(env, f.message);
+  const char* code = f.kind == ErrorKind::InvalidArgument ? "XT_INVALID_ARGUMENT"
+                     : f.kind == ErrorKind::OutOfMemory   ? "XT_OUT_OF_MEMORY"
+                                                          : "XT_RUNTIME";
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+// Runs `body`, rethrowing any C++ exception as a JavaScript error of its kind.
 template <typename Body>
 auto guarded(Napi::Env env, Body&& body) -> decltype(body()) {
   try {
     return body();
   } catch (const Napi::Error&) {
     throw;
-  } catch (const std::invalid_argument& e) {
-    throw Napi::RangeError::New(env, e.what());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, message_of(e));
   } catch (...) {
-    throw Napi::Error::New(env, "unknown native error");
+    throw js_error(env, failure_of_current_exception());
   }
+}
+
+// Native memory a wrapped object holds, reported to V8 (napi_adjust_external_memory) so that a
+// dropped object is collected as soon as its size warrants; set(0) or destruction un-reports it.
+class ExternalMemory {
+ public:
+  explicit ExternalMemory(Napi::Env env) : env_(env) {}
+  ExternalMemory(const ExternalMemory&) = delete;
+  ExternalMemory& operator=(const ExternalMemory&) = delete;
+  ~ExternalMemory() { set(0); }
+  void set(int64_t bytes) {
+    if (bytes == bytes_) return;
+    Napi::MemoryManagement::AdjustExternalMemory(env_, bytes - bytes_);
+    bytes_ = bytes;
+  }
+
+ private:
+  Napi::Env env_;
+  int64_t bytes_ = 0;
+};
+
+inline int64_t tensor_bytes(const torch::Tensor& t) {
+  return t.defined() ? static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()) : 0;
 }
 
 // ---- argument helpers ------------------------------------------------------------------------
@@ -54,6 +114,13 @@ inline int64_t int_option(const Napi::Object& o, const char* key, int64_t fallba
   double d = v.As<Napi::Number>().DoubleValue();
   if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(std::string(key) + " must be an integer");
   return static_cast<int64_t>(d);
+}
+
+// `v` as a typed array of `type`, or std::invalid_argument(what).
+template <typename T>
+T typed_array_arg(const Napi::Value& v, napi_typedarray_type type, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) throw std::invalid_argument(what);
+  return v.As<T>();
 }
 
 inline double number_option(const Napi::Object& o, const char* key, double fallback) {
@@ -188,10 +255,9 @@ class AsyncTask : public Napi::AsyncWorker {
     try {
       prepare_worker_thread();
       finish_ = work_();
-    } catch (const std::exception& e) {
-      SetError(message_of(e));
     } catch (...) {
-      SetError("unknown native error");
+      failure_ = failure_of_current_exception();
+      SetError(failure_.message);
     }
   }
 
@@ -201,14 +267,15 @@ class AsyncTask : public Napi::AsyncWorker {
       deferred_.Resolve(finish_(Env()));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
-    } catch (const std::exception& e) {
-      deferred_.Reject(Napi::Error::New(Env(), message_of(e)).Value());
+    } catch (...) {
+      deferred_.Reject(js_error(Env(), failure_of_current_exception()).Value());
     }
   }
 
-  void OnError(const Napi::Error& error) override {
+  // The error is rebuilt from the failure kept in Execute (AsyncWorker's own keeps only the text).
+  void OnError(const Napi::Error&) override {
     if (done_) done_();
-    deferred_.Reject(error.Value());
+    deferred_.Reject(js_error(Env(), failure_).Value());
   }
 
  private:
@@ -216,6 +283,7 @@ class AsyncTask : public Napi::AsyncWorker {
   Work work_;
   std::function<void()> done_;
   Finish finish_;
+  NativeFailure failure_;
   Napi::ObjectReference keep_alive_;
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "folded_inference.h"
+#include "live_objects.h"
 #include "torch_includes.h"
 
 #include <functional>
@@ -21,7 +22,7 @@ struct NetworkOutput {
   torch::Tensor aux;  // undefined unless the model has an auxiliary head and is training
 };
 
-class Network : public torch::nn::Module {
+class Network : public torch::nn::Module, public LiveCount<Network> {
  public:
   explicit Network(const std::string& name) : torch::nn::Module(name) {}
 

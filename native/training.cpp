@@ -300,7 +300,7 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
           if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
         }
         return params;
-      }(), config.optimizer),
+      }(), config.optimizer, config.fused_adam),
       scaler_(config.scaler, device) {
   if (config.batch_size < 1) throw std::invalid_argument("batchSize must be a positive integer");
   if (config.epochs < 1) throw std::invalid_argument("epochs must be a positive integer");
@@ -346,11 +346,17 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   EpochResult result;
   double lr = lr_at(pos.epoch * batches + pos.next_batch);
 
+  // The batch whose loss first was NaN or infinite (-1: none yet), kept on the device and read with
+  // the metrics. With a GradScaler a non-finite loss only skips its step, as in PyTorch; without
+  // one the weights are already ruined, so the epoch stops there.
+  const bool watch_divergence = !scaler_.enabled();
+  auto first_nonfinite = torch::full({}, -1, torch::TensorOptions().dtype(torch::kLong).device(device_));
   auto read_metrics = [&] {
     host_loss_sum += loss_sum.item<double>();
     host_correct += correct.item<int64_t>();
     loss_sum.zero_();
     correct.zero_();
+    if (watch_divergence) result.diverged_batch = first_nonfinite.item<int64_t>();
   };
 
   for (int64_t b = pos.next_batch; b < batches; ++b) {
@@ -374,12 +380,17 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
       torch::NoGradGuard no_grad;
       loss_sum += loss.detach().to(torch::kDouble) * size;
       correct += logits.detach().argmax(1).eq(y).sum();
+      if (watch_divergence) {
+        auto first = (first_nonfinite < 0).logical_and(loss.detach().isfinite().logical_not());
+        first_nonfinite.masked_fill_(first, b);
+      }
     }
     seen += size;
     last_batch = b + 1;
     const bool stopping = stop.load();
     // Metrics are read at fixed batch numbers (so an interrupted epoch sums in the same order).
     if (last_batch % config_.progress_every == 0 || last_batch == batches) read_metrics();
+    if (result.diverged_batch >= 0) break;
     if (progress && (last_batch % config_.progress_every == 0 || last_batch == batches || stopping)) {
       const double pending = stopping ? loss_sum.item<double>() : 0.0;
       const int64_t pending_correct = stopping ? correct.item<int64_t>() : 0;
@@ -399,7 +410,7 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   }
 
   const double seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
-  result.completed = last_batch == batches;
+  result.completed = last_batch == batches && result.diverged_batch < 0;
   result.images = seen;
   result.batches = last_batch;
   const double all_loss = host_loss_sum + (result.completed ? 0.0 : loss_sum.item<double>());
@@ -410,6 +421,8 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   result.lr = lr;
   result.scale = scaler_.scale_value();
   result.skipped_steps = scaler_.skipped_steps();
+  result.fused_adam = optimizer_.fused();
+  if (result.diverged_batch >= 0) return result;  // the position stays at the last sound state
   if (result.completed) {
     const int64_t next_epoch = pos.epoch + 1;
     pos = EpochPosition{};

@@ -133,6 +133,9 @@ struct TrainConfig {
   Preprocessing preprocessing;
   bool channels_last = false;
   bool cudnn_benchmark = true;  // CUDA: time the convolution algorithms once per shape, keep the fastest
+  // CUDA, libtorch >= 2.0: torch.optim's fused Adam kernels; off falls back to the per-tensor
+  // path without a rebuild.
+  bool fused_adam = true;
   int64_t progress_every = 5;  // batches between reads of the device-side metrics
 };
 
@@ -145,6 +148,10 @@ struct EpochResult {
   bool completed = false;  // false when stopped before the epoch's last batch
   int64_t images = 0, batches = 0, skipped_steps = 0;
   double loss = 0, accuracy = 0, seconds = 0, lr = 0, scale = 0;
+  bool fused_adam = false;  // whether the optimizer ran the fused kernels
+  // Without a GradScaler: the first batch (0-based) whose loss was NaN or infinite, -1 if none.
+  // The epoch stops there and is neither completed nor resumable from this state.
+  int64_t diverged_batch = -1;
 };
 
 struct EvalResult {
@@ -166,7 +173,7 @@ struct EpochPosition {
   double seconds = 0;
 };
 
-class TrainingSession {
+class TrainingSession : public LiveCount<TrainingSession> {
  public:
   TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device, int64_t train_size);
 

@@ -27,6 +27,7 @@ import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
   trainRun, TrainSettings,
 } from './train';
+import { fixed } from '../report/format';
 
 type Activation = TrainSettings['activation'];
 const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'elu'];
@@ -233,7 +234,7 @@ async function measureRuns(
       onStart: (m) => log(`[${i + 1}/${runs.length}] ${run.label}: ${m === 'train' ? 'training steps' : 'inference passes'} ...`),
     });
     const peak = t.trainPeakMemory ? `, peak ${formatBytes(t.trainPeakMemory.bytes)}` : '';
-    log(`[${i + 1}/${runs.length}] ${run.label}: training ${t.trainImagesPerSecond.toFixed(1)} img/s, inference ${t.inferImagesPerSecond.toFixed(1)} img/s${peak}`);
+    log(`[${i + 1}/${runs.length}] ${run.label}: training ${fixed(t.trainImagesPerSecond, 1)} img/s, inference ${fixed(t.inferImagesPerSecond, 1)} img/s${peak}`);
     Object.assign(rows[i], {
       trainImagesPerSecond: t.trainImagesPerSecond, inferImagesPerSecond: t.inferImagesPerSecond,
       peakMemory: t.trainPeakMemory, inferPeakMemory: t.inferPeakMemory,
@@ -277,7 +278,7 @@ async function trainRuns(runs: PlannedRun[], comparison: Comparison, dir: string
       accuracyPerMillionParameters: accuracyPerMillionParameters(m.testAccuracy, comparison.rows[i].parameters),
     } satisfies Partial<ComparisonRow>);
     const peak = peakMemory ? `, peak ${formatBytes(peakMemory.bytes)}` : '';
-    console.log(`${run.label}: test accuracy ${m.testAccuracy.toFixed(4)}, training ${formatDuration(m.trainingSeconds)}, ${m.imagesPerSecond.toFixed(1)} img/s${peak}`);
+    console.log(`${run.label}: test accuracy ${fixed(m.testAccuracy, 4)}, training ${formatDuration(m.trainingSeconds)}, ${fixed(m.imagesPerSecond, 1)} img/s${peak}`);
     await writeFileAtomic(path.join(dir, COMPARE_JSON), JSON.stringify(comparison, null, 2) + '\n');
   }
   return true;

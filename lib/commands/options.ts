@@ -6,12 +6,12 @@ import type { Device } from '../models';
 /** A mistake in the command line (exit code 2), found after commander has parsed it. */
 export class UsageError extends Error {}
 
-/** An integer >= min. */
-export function integer(min: number) {
+/** An integer >= min (and <= max when given). */
+export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(max === Number.MAX_SAFE_INTEGER ? `expected an integer >= ${min}` : `expected an integer from ${min} to ${max}`);
     }
     return n;
   };

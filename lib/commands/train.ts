@@ -15,6 +15,8 @@ import { runtimeInfo } from '../runtime';
 import { AmpOption, History, Trainer, TrainerOptions } from '../trainer';
 import { decimal, device, integer, UsageError } from './options';
 import { COMMAND_FILE, CommandRecord, readSavedRun, SavedRun } from './run-folder';
+import { LIMITS, maxThreads } from '../limits';
+import { fixed } from '../report/format';
 
 export interface TrainSettings {
   model: ModelName;
@@ -42,6 +44,7 @@ export interface TrainSettings {
   evalLimit?: number;
   seed: number;
   threads?: number;
+  fusedAdam: boolean;
   out?: string;
 }
 
@@ -67,7 +70,7 @@ const DATASET_CLASSES = 10;
 const OPTION_KEYS = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
   'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'out',
+  'evalLimit', 'seed', 'threads', 'fusedAdam', 'out',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
 /** --quick's help: what the preset sets. */
@@ -93,7 +96,7 @@ export function addTrainOptions(
   choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], 'cifar10');
   cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
   cmd.option('--epochs <n>', 'epochs', integer(1), 10);
-  cmd.option('--batch-size <n>', 'batch size', integer(1), 128);
+  cmd.option('--batch-size <n>', 'batch size (at least 2: BatchNorm needs two images per training batch)', integer(LIMITS.minTrainBatch), 128);
   cmd.addOption(new Option('--lr <x>', 'learning rate').argParser(decimal({ min: 0, minExclusive: true })).default(1e-3, '1e-3'));
   choice('--optimizer <name>', 'optimizer', ['adam', 'adamw'], 'adam');
   cmd.option('--weight-decay <x>', 'weight decay (L2 for adam, decoupled for adamw)', decimal({ min: 0 }), 0);
@@ -101,19 +104,20 @@ export function addTrainOptions(
   cmd.option('--label-smoothing <x>', 'label smoothing of the cross-entropy loss', decimal({ min: 0, max: 1, maxExclusive: true }), 0);
   choice('--amp <mode>', 'mixed precision: auto is fp16 on CUDA, off on the CPU', ['auto', 'fp16', 'bf16', 'off'], 'auto');
   cmd.addOption(new Option('--device <device>', 'auto, cpu, cuda or cuda:N (auto: CUDA when available)').argParser(device).default('auto'));
-  cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1), 299);
+  cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1, LIMITS.imageSize), 299);
   cmd.addOption(new Option('--resize <n>', 'training resize before the crop; evaluation resizes to --image-size')
-    .argParser(integer(1)).default(320, '320, or floor(320 * image size / 299) with --image-size'));
+    .argParser(integer(1, LIMITS.imageSize)).default(320, '320, or floor(320 * image size / 299) with --image-size'));
   choice('--activation <name>', 'Xception: activation between depthwise and pointwise', ['none', 'relu', 'elu'], 'none');
   choice('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant", ['paper', 'notebook'], 'paper');
-  cmd.option('--num-classes <n>', 'classifier outputs', integer(1), 10);
+  cmd.option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), 10);
   cmd.option('--no-aux-logits', 'Inception V3: without the auxiliary classifier (needed below --image-size 299)');
   cmd.option('--aux-weight <x>', 'Inception V3: weight of the auxiliary loss', decimal({ min: 0 }), 0.4);
-  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1), 5000);
-  cmd.option('--train-limit <n>', 'use only the first N training images (default: all)', integer(1));
+  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1, LIMITS.syntheticImages), 5000);
+  cmd.option('--train-limit <n>', 'use only the first N training images (default: all)', integer(LIMITS.minTrainBatch));
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
-  cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1));
+  cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1, maxThreads()));
+  cmd.option('--no-fused-adam', 'CUDA: run Adam per tensor instead of the fused kernels (a fallback; no effect on the CPU)');
   cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)');
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
   cmd.option('--quick', describeQuick(o.quick ?? QUICK));
@@ -152,6 +156,7 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
     trainLimit: o.trainLimit ?? undefined,
     evalLimit: o.evalLimit ?? undefined,
     seed: o.seed,
+    fusedAdam: o.fusedAdam,
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
 }
@@ -195,6 +200,9 @@ function validateSettings(s: TrainSettings): void {
   if (s.numClasses < DATASET_CLASSES) {
     throw new UsageError(`--num-classes must be at least ${DATASET_CLASSES}: ${s.dataset} has ${DATASET_CLASSES} classes`);
   }
+  if (s.dataset === 'cifar10' && s.valSize > LIMITS.cifar10TrainImages - LIMITS.minTrainBatch) {
+    throw new UsageError(`--val-size must leave training images: CIFAR-10 has ${LIMITS.cifar10TrainImages}, so at most ${LIMITS.cifar10TrainImages - LIMITS.minTrainBatch}; got ${s.valSize}`);
+  }
 }
 
 export function toTrainerOptions(s: TrainSettings): TrainerOptions {
@@ -221,6 +229,7 @@ export function toTrainerOptions(s: TrainSettings): TrainerOptions {
     seed: s.seed,
     auxLossWeight: s.auxWeight,
     threads: s.threads,
+    fusedAdam: s.fusedAdam,
   };
 }
 
@@ -290,8 +299,8 @@ export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv
     return 130;
   }
   const metrics = readRunMetrics(outDir);
-  const best = metrics.bestEpoch !== undefined ? `  (best val acc ${metrics.bestValAccuracy!.toFixed(4)} at epoch ${metrics.bestEpoch})` : '';
-  console.log(`test accuracy ${metrics.testAccuracy.toFixed(4)}  test loss ${metrics.testLoss.toFixed(4)}  training ${formatDuration(metrics.trainingSeconds)}${best}`);
+  const best = metrics.bestEpoch !== undefined ? `  (best val acc ${fixed(metrics.bestValAccuracy!, 4)} at epoch ${metrics.bestEpoch})` : '';
+  console.log(`test accuracy ${fixed(metrics.testAccuracy, 4)}  test loss ${fixed(metrics.testLoss, 4)}  training ${formatDuration(metrics.trainingSeconds)}${best}`);
   console.log(`run folder: ${outDir}`);
   return 0;
 }

@@ -76,6 +76,11 @@ export class DeviceDataset {
     return this.handle.size();
   }
 
+  /** Frees the images now (on the GPU, their device memory) rather than at garbage collection. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
   get device(): string {
     return this.handle.device();
   }

@@ -7,6 +7,7 @@ import { accuracyPerMillionParameters, Comparison, ComparisonRow } from '../comp
 import type { PeakMemory } from '../peak-memory';
 import { REFERENCE_SETUP, ReferenceResult } from '../reference-results';
 import { formatCount } from './summary-table';
+import { fixed, percent } from './format';
 
 /** What one line of the table shows, from a run of ours or from the reference. */
 interface Line {
@@ -25,10 +26,11 @@ interface Line {
 /** 1_288_490_188 -> "1.20 GiB", 734_003_200 -> "700 MiB". */
 export function formatBytes(bytes: number): string {
   const gib = bytes / 2 ** 30;
-  return gib >= 1 ? `${gib.toFixed(2)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
+  return gib >= 1 ? `${fixed(gib, 2)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
-const fixed = (digits: number) => (n: number) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const grouped = (digits: number) => (n: number) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : fixed(n, digits);
 
 interface Column {
   head: string;
@@ -40,13 +42,13 @@ interface Column {
 const COLUMNS: readonly Column[] = [
   { head: 'Model', align: 'left', cell: (l) => l.label },
   { head: 'Parameters', align: 'right', cell: (l) => l.parameters === undefined ? undefined : formatCount(l.parameters) },
-  { head: 'Accuracy', align: 'right', cell: (l) => l.accuracy === undefined ? undefined : `${(l.accuracy * 100).toFixed(2)}%` },
-  { head: 'Running time (s)', align: 'right', cell: (l) => l.runningSeconds === undefined ? undefined : fixed(1)(l.runningSeconds) },
-  { head: 'Train img/s', align: 'right', cell: (l) => l.trainImagesPerSecond === undefined ? undefined : fixed(1)(l.trainImagesPerSecond) },
-  { head: 'Infer img/s', align: 'right', cell: (l) => l.inferImagesPerSecond === undefined ? undefined : fixed(1)(l.inferImagesPerSecond) },
+  { head: 'Accuracy', align: 'right', cell: (l) => l.accuracy === undefined ? undefined : percent(l.accuracy) },
+  { head: 'Running time (s)', align: 'right', cell: (l) => l.runningSeconds === undefined ? undefined : grouped(1)(l.runningSeconds) },
+  { head: 'Train img/s', align: 'right', cell: (l) => l.trainImagesPerSecond === undefined ? undefined : grouped(1)(l.trainImagesPerSecond) },
+  { head: 'Infer img/s', align: 'right', cell: (l) => l.inferImagesPerSecond === undefined ? undefined : grouped(1)(l.inferImagesPerSecond) },
   { head: 'Peak memory', align: 'right', cell: (l) => l.peakMemory === undefined ? undefined : l.peakMemory === null ? 'n/a' : formatBytes(l.peakMemory.bytes) },
-  { head: 'GMACs/image', align: 'right', cell: (l) => l.macsPerImage === undefined ? undefined : (l.macsPerImage / 1e9).toFixed(2) },
-  { head: 'Acc. %/M params', align: 'right', cell: (l) => l.accuracyPerMillionParameters === undefined ? undefined : l.accuracyPerMillionParameters.toFixed(2) },
+  { head: 'GMACs/image', align: 'right', cell: (l) => l.macsPerImage === undefined ? undefined : fixed(l.macsPerImage / 1e9, 2) },
+  { head: 'Acc. %/M params', align: 'right', cell: (l) => l.accuracyPerMillionParameters === undefined ? undefined : fixed(l.accuracyPerMillionParameters, 2) },
 ];
 
 function ourLine(r: ComparisonRow): Line {

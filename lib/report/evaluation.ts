@@ -2,6 +2,7 @@
 // matrix as tables.
 import Table from 'cli-table3';
 import type { EvalResult } from '../trainer';
+import { fixed } from './format';
 
 export interface EvaluationReport extends Omit<EvalResult, 'perClassAccuracy'> {
   checkpoint: string;
@@ -18,7 +19,7 @@ export function formatEvaluation(r: EvaluationReport): string {
   const perClass = new Table({ head: ['#', 'Class', 'Images', 'Accuracy'], colAligns: ['right', 'left', 'right', 'right'], style });
   r.classNames.forEach((name, i) => {
     const images = r.confusion[i]?.reduce((a, b) => a + b, 0) ?? 0;
-    perClass.push([i, name, images, r.perClassAccuracy[name].toFixed(4)]);
+    perClass.push([i, name, images, fixed(r.perClassAccuracy[name], 4)]);
   });
   // Columns are predictions, numbered like the rows (class names would make the table too wide).
   const columns = r.confusion[0]?.length ?? 0;
@@ -30,7 +31,7 @@ export function formatEvaluation(r: EvaluationReport): string {
   r.classNames.forEach((name, i) => confusion.push([`${i} ${name}`, ...r.confusion[i].map(String)]));
   return [
     `${r.model} on ${r.dataset}, ${r.split} split (${r.images} images), checkpoint ${r.checkpoint} (epoch ${r.epoch})`,
-    `loss ${r.loss.toFixed(4)}  accuracy ${r.accuracy.toFixed(4)}`,
+    `loss ${fixed(r.loss, 4)}  accuracy ${fixed(r.accuracy, 4)}`,
     '',
     'Per-class accuracy',
     perClass.toString(),

@@ -2,6 +2,7 @@
 // about ten plain lines per epoch; and the one-line summary after each epoch.
 import { SingleBar } from 'cli-progress';
 import type { BatchEvent, EpochRecord } from '../trainer';
+import { fixed } from './format';
 
 /** 75 -> "1:15", 3725 -> "1:02:05". */
 export function formatDuration(seconds: number): string {
@@ -15,8 +16,8 @@ export function formatDuration(seconds: number): string {
 
 /** `epoch 3/10  train loss 0.4319 acc 0.8625  val loss 0.5423 acc 0.8100  21.1 s  22.7 img/s` */
 export function formatEpochLine(r: EpochRecord, epochs: number): string {
-  return `epoch ${r.epoch}/${epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${r.trainAccuracy.toFixed(4)}  ` +
-    `val loss ${r.valLoss.toFixed(4)} acc ${r.valAccuracy.toFixed(4)}  ${r.seconds.toFixed(1)} s  ${r.imagesPerSecond.toFixed(1)} img/s`;
+  return `epoch ${r.epoch}/${epochs}  train loss ${fixed(r.trainLoss, 4)} acc ${fixed(r.trainAccuracy, 4)}  ` +
+    `val loss ${fixed(r.valLoss, 4)} acc ${fixed(r.valAccuracy, 4)}  ${fixed(r.seconds, 1)} s  ${fixed(r.imagesPerSecond, 1)} img/s`;
 }
 
 function remaining(e: BatchEvent): number {
@@ -41,9 +42,9 @@ export class TrainingProgress {
     const label = `${e.epoch + 1}/${this.epochs}`;
     const payload = {
       label,
-      ips: e.imagesPerSecond.toFixed(1),
-      loss: e.loss.toFixed(4),
-      acc: e.accuracy.toFixed(4),
+      ips: fixed(e.imagesPerSecond, 1),
+      loss: fixed(e.loss, 4),
+      acc: fixed(e.accuracy, 4),
       remaining: e.batch >= e.batches ? 'validating' : `ETA ${formatDuration(remaining(e))}`,
     };
     if (this.tty) {
