@@ -37,10 +37,15 @@ export class TrainingDivergedError extends Error {
 
 /** The package's error for something the addon threw, keeping its kind. */
 export function fromNative(error: unknown): Error {
-  if (!(error instanceof Error)) return new NativeRuntimeError(String(error), 'XT_RUNTIME');
   if (error instanceof ModelError || error instanceof NativeRuntimeError) return error;
+  // Duck-typed: the addon's errors come from the main realm, which `instanceof` misses in a vm
+  // context (jest's, for one).
+  if (typeof error !== 'object' || error === null || typeof (error as Error).message !== 'string') {
+    return new NativeRuntimeError(String(error), 'XT_RUNTIME');
+  }
+  const { message, name } = error as Error;
   const code = (error as { code?: unknown }).code;
-  if (code === 'XT_OUT_OF_MEMORY' || code === 'XT_RUNTIME') return new NativeRuntimeError(error.message, code);
-  if (code === 'XT_INVALID_ARGUMENT' || error instanceof RangeError || error instanceof TypeError) return new ModelError(error.message);
-  return error;
+  if (code === 'XT_OUT_OF_MEMORY' || code === 'XT_RUNTIME') return new NativeRuntimeError(message, code);
+  if (code === 'XT_INVALID_ARGUMENT' || name === 'RangeError' || name === 'TypeError') return new ModelError(message);
+  return error as Error;
 }
