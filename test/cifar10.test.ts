@@ -9,13 +9,18 @@ import { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import * as tar from 'tar';
+import * as zlib from 'zlib';
 import { defaultCacheDir } from '../lib/cache-dir';
 import {
-  CIFAR10_FOLDER, CIFAR10_MD5, CIFAR10_URL, ensureCifar10, loadCifar10, parseCifar10Batch, readCifar10Folder,
+  CIFAR10_FOLDER, CIFAR10_MD5, CIFAR10_URL, EnsureCifar10Options, ensureCifar10, loadCifar10, parseCifar10Batch, readCifar10Folder,
   resolveCifar10Dir, splitTrainVal,
 } from '../lib/datasets/cifar10';
 import { generateSyntheticImages, SYNTHETIC_CLASS_NAMES, writeCifar10Archive, writeCifar10Binary } from '../lib/datasets/synthetic';
 import { ImageSet } from '../lib/datasets/types';
+import { clearProxyVariables, startLoopbackProxy } from './helpers/proxy-server';
+
+// The loopback server must be reached directly, whatever proxy the shell sets.
+clearProxyVariables();
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
 const BATCHES = ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin', 'test_batch.bin'];
@@ -215,8 +220,17 @@ describe('ensureCifar10 over a loopback server', () => {
   let fixtures: string;
   let goodMd5: string;
   const requests: string[] = [];
+  const CUTS = [10, 25, 40, 55, 70, 85, 95];
   const archives: Record<string, string> = {};
   const md5s: Record<string, string> = {};
+
+  /** Serves `bytes` as `/name`, with its MD5 in md5s. */
+  function addArchive(name: string, bytes: Buffer): void {
+    const file = path.join(fixtures, name);
+    fs.writeFileSync(file, bytes);
+    archives[`/${name}`] = file;
+    md5s[name] = crypto.createHash('md5').update(bytes).digest('hex');
+  }
 
   /** An archive made with tar from `cwd` (preservePaths keeps `..` and absolute entries as written). */
   async function makeArchive(name: string, cwd: string, entries: string[]): Promise<void> {
@@ -253,6 +267,28 @@ describe('ensureCifar10 over a loopback server', () => {
     const incomplete = path.join(fixtures, 'incomplete');
     fs.rmSync(path.join(await writeCifar10Binary(incomplete, DATA), 'test_batch.bin'));
     await makeArchive('incomplete.tar.gz', incomplete, [CIFAR10_FOLDER]);
+
+    // A bigger archive, cut short at several points: each cut is served with its own MD5, so only
+    // the extraction can notice, and it does so while files are being written.
+    const big = path.join(fixtures, 'big.tar.gz');
+    await writeCifar10Archive(big, { ...DATA, train: generateSyntheticImages(1500, 21) });
+    const bigBytes = fs.readFileSync(big);
+    for (const percent of CUTS) {
+      addArchive(`cut-${percent}.tar.gz`, bigBytes.subarray(0, Math.floor((bigBytes.length * percent) / 100)));
+    }
+
+    // A gzip bomb's front: a header that announces a 2 GiB file, then 4 MiB of its zeros.
+    const header = new tar.Header({ path: `${CIFAR10_FOLDER}/data_batch_1.bin`, mode: 0o644, size: 2 * 1024 ** 3, type: 'File', mtime: new Date(0) });
+    header.encode();
+    addArchive('bomb-2g.tar.gz', zlib.gzipSync(Buffer.concat([header.block as Buffer, Buffer.alloc(4 * 1024 ** 2)])));
+
+    // A bomb within tar's own decompression-ratio guard: 3 MiB of low-entropy bytes in one plausible file.
+    const lowEntropy = Buffer.alloc(3 * 1024 ** 2);
+    for (let i = 0; i < lowEntropy.length; i += 64) lowEntropy[i] = (i * 7919) % 251;
+    const bombDir = path.join(fixtures, 'bomb');
+    fs.mkdirSync(path.join(bombDir, CIFAR10_FOLDER), { recursive: true });
+    fs.writeFileSync(path.join(bombDir, CIFAR10_FOLDER, 'data_batch_1.bin'), lowEntropy);
+    await makeArchive('bomb-3m.tar.gz', bombDir, [CIFAR10_FOLDER]);
 
     const garbage = path.join(fixtures, 'garbage.tar.gz');
     fs.writeFileSync(garbage, crypto.randomBytes(5000));
@@ -369,9 +405,9 @@ describe('ensureCifar10 over a loopback server', () => {
   });
 
   /** The failure cases: an error, and nothing left behind: not the data folder it created, nor anything beside it. */
-  async function expectFailure(url: string, md5: string | undefined, pattern: RegExp): Promise<Error> {
+  async function expectFailure(url: string, md5: string | undefined, pattern: RegExp, extra: EnsureCifar10Options = {}): Promise<Error> {
     const dataDir = path.join(tmp, 'data');
-    const err = (await ensureCifar10({ dataDir, url, md5, quiet: true, timeoutMs: 2000 }).catch((e: Error) => e)) as Error;
+    const err = (await ensureCifar10({ dataDir, url, md5, quiet: true, timeoutMs: 2000, ...extra }).catch((e: Error) => e)) as Error;
     expect(err).toBeInstanceOf(Error);
     expect(err.message).toMatch(pattern);
     expect(err.message).toContain(url);
@@ -381,7 +417,7 @@ describe('ensureCifar10 over a loopback server', () => {
     expect(listTree(tmp)).toEqual([]);
     // An existing data folder stays, empty.
     fs.mkdirSync(dataDir);
-    await expect(ensureCifar10({ dataDir, url, md5, quiet: true, timeoutMs: 2000 })).rejects.toThrow(pattern);
+    await expect(ensureCifar10({ dataDir, url, md5, quiet: true, timeoutMs: 2000, ...extra })).rejects.toThrow(pattern);
     expect(listTree(tmp)).toEqual(['data']);
     return err;
   }
@@ -418,7 +454,62 @@ describe('ensureCifar10 over a loopback server', () => {
   });
 
   test('a file that is not a tar.gz (with a matching MD5) is an error', async () => {
-    await expectFailure(`${base}/garbage.tar.gz`, md5s['garbage.tar.gz'], /cannot extract cifar-10-binary\.tar\.gz \(damaged, or not a tar\.gz\): /);
+    await expectFailure(`${base}/garbage.tar.gz`, md5s['garbage.tar.gz'], /cannot extract cifar-10-binary\.tar\.gz \(truncated, damaged, or not a tar\.gz\): /);
+  });
+
+  test('an archive cut short (its MD5 matching) reports the truncation, once every write has stopped; nothing is left', async () => {
+    for (const percent of CUTS) {
+      const name = `cut-${percent}.tar.gz`;
+      const err = await expectFailure(
+        `${base}/${name}`,
+        md5s[name],
+        /cannot extract cifar-10-binary\.tar\.gz \(truncated, damaged, or not a tar\.gz\): .*(unexpected end of file|Truncated input)/,
+      );
+      expect(err.message).not.toMatch(/ENOTEMPTY|ENOENT/);
+      fs.rmSync(path.join(tmp, 'data'), { recursive: true });
+    }
+  });
+
+  test('a gzip bomb announcing a 2 GiB file is refused at its header by the default per-file limit', async () => {
+    const err = await expectFailure(
+      `${base}/bomb-2g.tar.gz`,
+      md5s['bomb-2g.tar.gz'],
+      /refused to extract cifar-10-binary\.tar\.gz: entry "cifar-10-batches-bin\/data_batch_1\.bin" is 2\.0 GiB, more than the 256 MiB allowed for one file/,
+    );
+    expect(err.message).toMatch(/limits: 1\.0 GiB in all \(XCEPTION_TORCH_CIFAR10_MAX_BYTES\), 256 MiB per file \(XCEPTION_TORCH_CIFAR10_MAX_ENTRY_BYTES\)/);
+  });
+
+  test('the limit on all files together (maxExtractBytes) refuses a bomb under tar\'s ratio guard', async () => {
+    expect(fs.statSync(archives['/bomb-3m.tar.gz']).size).toBeLessThan(1024 ** 2); // the download itself is within the limit
+    await expectFailure(`${base}/bomb-3m.tar.gz`, md5s['bomb-3m.tar.gz'], /refused to extract cifar-10-binary\.tar\.gz: it holds more than 1\.0 MiB in all/, {
+      maxExtractBytes: 1024 ** 2,
+    });
+  });
+
+  test('the limits come from XCEPTION_TORCH_CIFAR10_MAX_BYTES / _MAX_ENTRY_BYTES too; the download is held to the total', async () => {
+    const gz = fs.statSync(archives['/good.tar.gz']).size;
+    const extracted = (57 + 13) * 3073;
+    expect(gz).toBeLessThan(extracted - 1000);
+    const env = { XCEPTION_TORCH_CACHE: path.join(tmp, 'cache'), XCEPTION_TORCH_CIFAR10_URL: `${base}/good.tar.gz`, XCEPTION_TORCH_CIFAR10_MD5: goodMd5 };
+    await expect(ensureCifar10({ env: { ...env, XCEPTION_TORCH_CIFAR10_MAX_BYTES: String(extracted - 1000) }, quiet: true })).rejects.toThrow(
+      /refused to extract cifar-10-binary\.tar\.gz: it holds more than [\d.]+ KiB in all/,
+    );
+    await expect(ensureCifar10({ env: { ...env, XCEPTION_TORCH_CIFAR10_MAX_ENTRY_BYTES: '30000' }, quiet: true })).rejects.toThrow(
+      /refused to extract cifar-10-binary\.tar\.gz: entry "cifar-10-batches-bin\/data_batch_1\.bin" is [\d.]+ KiB, more than the 29\.3 KiB allowed for one file/,
+    );
+    await expect(ensureCifar10({ env: { ...env, XCEPTION_TORCH_CIFAR10_MAX_BYTES: String(gz - 1) }, quiet: true })).rejects.toThrow(
+      /refused: its size .* is more than the limit of/,
+    );
+    expect(listTree(tmp)).toEqual([]);
+    for (const bad of ['0', '-5', '1e9', '2.5', 'lots']) {
+      await expect(ensureCifar10({ env: { ...env, XCEPTION_TORCH_CIFAR10_MAX_BYTES: bad } })).rejects.toThrow(
+        `CIFAR-10 maxExtractBytes must be a positive whole number of bytes, got "${bad}" (XCEPTION_TORCH_CIFAR10_MAX_BYTES or maxExtractBytes)`,
+      );
+    }
+    await expect(ensureCifar10({ env, maxEntryBytes: 0 })).rejects.toThrow(/maxEntryBytes must be a positive whole number of bytes, got "0"/);
+    expect(requests).toEqual(['/good.tar.gz', '/good.tar.gz', '/good.tar.gz']);
+    // Limits large enough: the same archive goes in.
+    expect(await ensureCifar10({ env: { ...env, XCEPTION_TORCH_CIFAR10_MAX_BYTES: String(extracted + 2000) }, quiet: true })).toBe(path.join(tmp, 'cache', CIFAR10_FOLDER));
   });
 
   test('an archive without all the batch files is an error', async () => {
@@ -438,8 +529,23 @@ describe('ensureCifar10 over a loopback server', () => {
     expect(err.message).toMatch(/ECONNREFUSED/);
     expect(err.message).toMatch(/--data-dir DIR \(DIR holding cifar-10-batches-bin\/, or that folder itself/);
     expect(err.message).toContain('--dataset synthetic');
+    expect(err.message).toMatch(/through a proxy, set HTTPS_PROXY \(and HTTP_PROXY\)/);
     expect(err.message.split('\n')).toHaveLength(1);
     expect(listTree(tmp)).toEqual([]);
+  });
+
+  test('the download goes through the proxy that the environment names', async () => {
+    const serverPort = Number(new URL(base).port);
+    const proxy = await startLoopbackProxy({ route: (host) => (host === 'cifar.invalid' ? serverPort : undefined) });
+    try {
+      const cache = path.join(tmp, 'cache');
+      const env = { XCEPTION_TORCH_CACHE: cache, XCEPTION_TORCH_CIFAR10_URL: 'http://cifar.invalid/good.tar.gz', XCEPTION_TORCH_CIFAR10_MD5: goodMd5 };
+      expect(await ensureCifar10({ env: { ...env, npm_config_proxy: proxy.url }, quiet: true })).toBe(path.join(cache, CIFAR10_FOLDER));
+      expect(proxy.seen.map((r) => r.target)).toEqual(['http://cifar.invalid/good.tar.gz']);
+      expect(requests).toEqual(['/good.tar.gz']);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('the official URL and MD5 are the defaults', async () => {

@@ -7,7 +7,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { execFile } from 'child_process';
 import { deadlineOf, download, formatBytes, formatDuration } from '../lib/download';
-import { freePort, LoopbackProxy, startLoopbackProxy } from './helpers/proxy-server';
+import { clearProxyVariables, freePort, LoopbackProxy, startLoopbackProxy } from './helpers/proxy-server';
+
+clearProxyVariables();
 
 const BODY = crypto.randomBytes(256 * 1024 + 17);
 const SHA256 = crypto.createHash('sha256').update(BODY).digest('hex');

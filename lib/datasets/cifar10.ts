@@ -4,13 +4,15 @@
  * The data lives in `<cache>/cifar-10-batches-bin/` (`~/.cache/xception-torch` unless
  * `XCEPTION_TORCH_CACHE` or `XDG_CACHE_HOME` say otherwise) or in a folder the user names
  * (`dataDir`, `--data-dir`). A fetch happens in a temporary folder inside the target folder and ends
- * with one rename, so the target either has a complete `cifar-10-batches-bin/` or nothing new.
+ * with one rename, so the target either has a complete `cifar-10-batches-bin/` or nothing new. The
+ * archive may extract at most `maxExtractBytes` (1 GiB; CIFAR-10 is about 185 MB) and at most
+ * `maxEntryBytes` per file (256 MiB), so an archive that is not CIFAR-10 cannot fill the disk.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import * as tar from 'tar';
 import { defaultCacheDir } from '../cache-dir';
-import { download } from '../download';
+import { download, formatBytes } from '../download';
+import { extractTarGz } from '../extract-tar';
 import { permutation } from '../random';
 import { DatasetSplits, ImageSet } from './types';
 
@@ -33,6 +35,11 @@ export const CIFAR10_RECORD_BYTES = 1 + CIFAR10_IMAGE_BYTES;
 const BATCH_FILES = [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE];
 const ALL_FILES = [...BATCH_FILES, CIFAR10_META_FILE];
 const WORK_PREFIX = '.cifar-10-download-';
+/** Defaults of the extraction limits; the environment variables that override them. */
+export const CIFAR10_MAX_EXTRACT_BYTES = 1024 ** 3;
+export const CIFAR10_MAX_ENTRY_BYTES = 256 * 1024 ** 2;
+const MAX_EXTRACT_VARIABLE = 'XCEPTION_TORCH_CIFAR10_MAX_BYTES';
+const MAX_ENTRY_VARIABLE = 'XCEPTION_TORCH_CIFAR10_MAX_ENTRY_BYTES';
 
 /** Parses one CIFAR-10 batch file: records of 1 label byte + 3,072 image bytes, any number of them. */
 export function parseCifar10Batch(bytes: Uint8Array, file: string): ImageSet {
@@ -177,6 +184,15 @@ export interface EnsureCifar10Options {
   quiet?: boolean;
   /** Give up after this long without download progress. */
   timeoutMs?: number;
+  /** Give up after this long in all (default: `XCEPTION_TORCH_DOWNLOAD_DEADLINE` seconds, else 2 hours). */
+  deadlineMs?: number;
+  /**
+   * The most bytes the archive may extract, all files together; the download is held to it too.
+   * Default: `XCEPTION_TORCH_CIFAR10_MAX_BYTES`, else 1 GiB.
+   */
+  maxExtractBytes?: number;
+  /** The most bytes one extracted file may have. Default: `XCEPTION_TORCH_CIFAR10_MAX_ENTRY_BYTES`, else 256 MiB. */
+  maxEntryBytes?: number;
   /** Environment to read the cache folder and overrides from. Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
 }
@@ -194,6 +210,17 @@ function sentence(message: string): string {
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value !== undefined && value.trim() !== '' ? value.trim() : undefined;
+}
+
+/** A byte limit: the option, else the environment variable (a whole number of bytes), else the default. */
+function byteLimit(option: number | undefined, optionName: string, env: NodeJS.ProcessEnv, variable: string, fallback: number): number {
+  const raw = option !== undefined ? String(option) : nonEmpty(env[variable]);
+  if (raw === undefined) return fallback;
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(Number.isSafeInteger(value) && value > 0)) {
+    throw new Error(`CIFAR-10 ${optionName} must be a positive whole number of bytes, got "${raw}" (${variable} or ${optionName})`);
+  }
+  return value;
 }
 
 /**
@@ -223,9 +250,21 @@ export async function ensureCifar10(opts: EnsureCifar10Options = {}): Promise<st
   const url = nonEmpty(opts.url) ?? nonEmpty(env.XCEPTION_TORCH_CIFAR10_URL) ?? CIFAR10_URL;
   const md5 = (nonEmpty(opts.md5) ?? nonEmpty(env.XCEPTION_TORCH_CIFAR10_MD5) ?? CIFAR10_MD5).toLowerCase();
   if (!/^[0-9a-f]{32}$/.test(md5)) throw new Error(`CIFAR-10 MD5 must be 32 hex digits, got "${md5}" (XCEPTION_TORCH_CIFAR10_MD5 or md5)`);
+  const maxExtractBytes = byteLimit(opts.maxExtractBytes, 'maxExtractBytes', env, MAX_EXTRACT_VARIABLE, CIFAR10_MAX_EXTRACT_BYTES);
+  const maxEntryBytes = byteLimit(opts.maxEntryBytes, 'maxEntryBytes', env, MAX_ENTRY_VARIABLE, CIFAR10_MAX_ENTRY_BYTES);
 
   try {
-    return await fetchCifar10({ url, md5, target, quiet: opts.quiet, timeoutMs: opts.timeoutMs });
+    return await fetchCifar10({
+      url,
+      md5,
+      target,
+      quiet: opts.quiet,
+      timeoutMs: opts.timeoutMs,
+      deadlineMs: opts.deadlineMs,
+      env,
+      maxExtractBytes,
+      maxEntryBytes,
+    });
   } catch (err) {
     const looked = opts.dataDir !== undefined
       ? `no CIFAR-10 in ${path.join(lookIn, CIFAR10_FOLDER)} or in ${lookIn} itself`
@@ -246,6 +285,10 @@ interface FetchOptions {
   target: string;
   quiet?: boolean;
   timeoutMs?: number;
+  deadlineMs?: number;
+  env: NodeJS.ProcessEnv;
+  maxExtractBytes: number;
+  maxEntryBytes: number;
 }
 
 function processAlive(pid: number): boolean {
@@ -293,9 +336,22 @@ async function fetchCifar10(opts: FetchOptions): Promise<string> {
     const work = await fs.promises.mkdtemp(path.join(opts.target, `${WORK_PREFIX}${process.pid}-`));
     try {
       const archive = path.join(work, CIFAR10_ARCHIVE);
-      await download({ url: opts.url, dest: archive, md5: opts.md5, quiet: opts.quiet, timeoutMs: opts.timeoutMs, label: CIFAR10_ARCHIVE });
+      await download({
+        url: opts.url,
+        dest: archive,
+        md5: opts.md5,
+        quiet: opts.quiet,
+        timeoutMs: opts.timeoutMs,
+        deadlineMs: opts.deadlineMs,
+        maxBytes: opts.maxExtractBytes,
+        env: opts.env,
+        label: CIFAR10_ARCHIVE,
+      });
       const unpacked = path.join(work, 'extracted');
-      await extractSafely(archive, unpacked);
+      await extractTarGz(archive, unpacked, {
+        limits: { maxTotalBytes: opts.maxExtractBytes, maxEntryBytes: opts.maxEntryBytes },
+        limitHint: `limits: ${formatBytes(opts.maxExtractBytes)} in all (${MAX_EXTRACT_VARIABLE}), ${formatBytes(opts.maxEntryBytes)} per file (${MAX_ENTRY_VARIABLE})`,
+      });
       await fs.promises.rm(archive, { force: true });
       const folder = path.join(unpacked, CIFAR10_FOLDER);
       const missing = missingFiles(folder);
@@ -317,63 +373,6 @@ async function fetchCifar10(opts: FetchOptions): Promise<string> {
     await removeCreatedDirs(opts.target, created);
     throw err;
   }
-}
-
-type TarEntry = tar.ReadEntry;
-
-/** Why an archive entry must not be extracted, or undefined when it is a plain file or folder inside the target. */
-function unsafeEntry(entryPath: string, entry: TarEntry): string | undefined {
-  if (entryPath.startsWith('/') || entryPath.startsWith('\\') || /^[a-zA-Z]:/.test(entryPath)) return 'it has an absolute path';
-  if (entryPath.split(/[\\/]/).includes('..')) return "its path contains '..'";
-  switch (entry.type) {
-    case 'File':
-    case 'OldFile':
-    case 'ContiguousFile':
-    case 'Directory':
-      return undefined;
-    case 'SymbolicLink':
-      return `it is a symbolic link (to ${entry.linkpath ?? '?'})`;
-    case 'Link':
-      return `it is a hard link (to ${entry.linkpath ?? '?'})`;
-    default:
-      return `it is a ${entry.type} entry; only plain files and folders are allowed`;
-  }
-}
-
-/**
- * Extracts a .tar.gz into `dest` (created, must not exist), refusing the whole archive if any entry
- * is absolute, contains `..`, or is anything but a plain file or folder (links, devices, FIFOs).
- * tar's own warnings (bad checksums, truncation) are errors too.
- */
-async function extractSafely(archive: string, dest: string): Promise<void> {
-  await fs.promises.mkdir(dest);
-  let refused: Error | undefined;
-  const refuse = (message: string): void => {
-    refused ??= new Error(`refused to extract ${path.basename(archive)}: ${message}`);
-  };
-  try {
-    await tar.x({
-      file: archive,
-      cwd: dest,
-      strict: true,
-      preservePaths: false,
-      preserveOwner: false,
-      filter: (entryPath, entry) => {
-        if (refused) return false; // after the first refusal, nothing more is written
-        const why = unsafeEntry(entryPath, entry as TarEntry);
-        if (why) {
-          refuse(`entry "${entryPath}": ${why}`);
-          return false;
-        }
-        return true;
-      },
-      // Only reached if strict were off; kept so that no warning is ever skipped silently.
-      onwarn: (code, message) => refuse(`${code}: ${message}`),
-    });
-  } catch (err) {
-    throw new Error(`cannot extract ${path.basename(archive)} (damaged, or not a tar.gz): ${(err as Error).message}`, { cause: err });
-  }
-  if (refused) throw refused;
 }
 
 /** Splits a set into train and validation parts: a seeded permutation, the first `valSize` images to validation. */

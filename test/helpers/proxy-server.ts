@@ -116,3 +116,13 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   return port;
 }
+
+/**
+ * Removes the proxy settings from this test process's environment (and so from its children's), so
+ * that loopback tests run the same on a machine whose shell sets a proxy.
+ */
+export function clearProxyVariables(): void {
+  for (const name of Object.keys(process.env)) {
+    if (/^(https?_proxy|all_proxy|no_proxy|npm_config_(https_)?proxy|npm_config_no_?proxy)$/i.test(name)) delete process.env[name];
+  }
+}
