@@ -215,7 +215,8 @@ function request(url: URL, t: Transfer, proxy: ProxyChoice | undefined): Promise
 
 async function fetchToFile(opts: DownloadOptions, tmp: string, deadlineMs: number): Promise<void> {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), deadlineMs);
+  // setTimeout fires at once beyond 2^31 - 1 ms (24.8 days); a longer deadline is as good as none.
+  const timer = setTimeout(() => controller.abort(), Math.min(deadlineMs, 2 ** 31 - 1));
   const t: Transfer = {
     opts,
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,

@@ -233,6 +233,9 @@ describe('download', () => {
     }
     await expect(download({ url: `${base}/file.bin`, dest: path.join(tmp, 'f'), quiet: true, deadlineMs: 0 })).rejects.toThrow(/deadlineMs must be a positive/);
     expect(requests).toEqual([]);
+    // A deadline beyond what a timer can hold is no deadline, not an immediate one.
+    await download({ url: `${base}/file.bin`, dest: path.join(tmp, 'f'), quiet: true, env: { XCEPTION_TORCH_DOWNLOAD_DEADLINE: '1e12' } });
+    expect(fs.readFileSync(path.join(tmp, 'f')).equals(BODY)).toBe(true);
   });
 
   test('maxBytes refuses a larger Content-Length up front and cuts off a longer body', async () => {
