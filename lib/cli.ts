@@ -102,6 +102,8 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
         ['Node.js', process.version],
         ['libtorch', info.libtorchVersion],
         ['libtorch path', where],
+        ...(info.libtorch?.cxx11Abi === undefined ? [] : [['C++ ABI', info.libtorch.cxx11Abi ? 'cxx11' : 'pre-cxx11'] as [string, string]]),
+        ...(info.libtorch?.cudaToolkit ? [['CUDA toolkit', `${info.libtorch.cudaToolkit.version ?? ''} at ${info.libtorch.cudaToolkit.root} (at build time)`] as [string, string]] : []),
         ['CUDA', info.cudaAvailable ? `available${info.cudaVersion ? ` (runtime ${info.cudaVersion})` : ''}`
           : `not available${info.builtWithCuda ? ' (CUDA build, but no GPU is visible)' : ' (CPU-only libtorch)'}`],
         ['cuDNN', info.cudnnAvailable ? `available${info.cudnnVersion ? ` (${info.cudnnVersion})` : ''}` : 'not available'],

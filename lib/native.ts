@@ -226,6 +226,10 @@ export interface BuildInfo {
   prefixPath: string;
   version?: string;
   builtAt?: string;
+  /** The C++ ABI of that libtorch, when its CMake config says. */
+  cxx11Abi?: boolean;
+  /** The CUDA toolkit the build was configured with (CUDA libtorch only). */
+  cudaToolkit?: { root: string; version?: string };
 }
 
 export function readBuildInfo(buildInfoPath = BUILD_INFO_PATH): BuildInfo | undefined {

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomic } from './atomic-write';
+import { removeStaleTemporaries, writeFileAtomic } from './atomic-write';
 import { findCheckpoint, modelFile, readCheckpointState, writeCheckpoint } from './checkpoint';
 import { createSyntheticDataset, loadCifar10, selectImages } from './datasets';
 import type { DatasetSplits, ImageSet, SyntheticDatasetOptions } from './datasets';
@@ -14,6 +14,7 @@ import { native, NativeTrainerHandle, NativeTrainProgress } from './native';
 import { TrainingDivergedError } from './errors';
 import { LIMITS, maxThreads } from './limits';
 import { formatHistoryCsv } from './report/history';
+import { withRunLock } from './run-lock';
 import { runtimeInfo, setNumThreads } from './runtime';
 
 export type AmpOption = 'auto' | 'fp16' | 'bf16' | 'off';
@@ -146,6 +147,8 @@ export class Trainer extends EventEmitter {
   private disposed = false;
   /** The training job's hold on the model while fit() or evaluate() runs. */
   private lease?: TrainingJobLease;
+  /** Whether the last epoch's optimizer ran the fused kernels (recorded in metrics.json). */
+  private ranFusedAdam = false;
 
   constructor(options: TrainerOptions) {
     super();
@@ -336,6 +339,15 @@ export class Trainer extends EventEmitter {
    * `interrupted: true`; `fit({ resume: true })` then continues exactly where it stopped.
    */
   async fit(opts: { signal?: AbortSignal; resume?: boolean } = {}): Promise<History> {
+    // One run per folder at a time (lib/run-lock.ts); what killed runs left half written goes first.
+    return withRunLock(this.outDir, async () => {
+      await removeStaleTemporaries(this.outDir);
+      await removeStaleTemporaries(path.join(this.outDir, 'checkpoints'));
+      return this.fitLocked(opts);
+    });
+  }
+
+  private async fitLocked(opts: { signal?: AbortSignal; resume?: boolean }): Promise<History> {
     await this.prepare();
     if (this.lease) throw new Error('this Trainer is already running fit() or evaluate(): await it first');
     this.lease = await this.model!.claimForTraining('Trainer.fit()');
@@ -388,6 +400,7 @@ export class Trainer extends EventEmitter {
         });
         // dispose() during the epoch: stop here, and write nothing from a model being freed.
         this.checkNotDisposed();
+        this.ranFusedAdam = result.fusedAdam;
         if (result.divergedBatch !== undefined) throw this.divergedError(epoch, result.divergedBatch, checkpoints);
         this.scaler?.update(session.getCounters().scaler);
         if (!result.completed) {
@@ -511,7 +524,9 @@ export class Trainer extends EventEmitter {
       bestValAccuracy: meta.bestValAccuracy,
       perClassAccuracy: Object.fromEntries(test.classNames.map((c, i) => [c, test.perClassAccuracy[i]])),
       options: meta.options,
-      runtime: { libtorch: info.libtorchVersion, device: this.model!.device, cuda: info.cudaAvailable, threads: info.threads },
+      runtime: {
+        libtorch: info.libtorchVersion, device: this.model!.device, cuda: info.cudaAvailable, threads: info.threads, fusedAdam: this.ranFusedAdam,
+      },
     };
     await writeFileAtomic(path.join(this.outDir, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
   }

@@ -3,8 +3,10 @@
 #include "torch_includes.h"
 
 #ifdef XT_WITH_CUDA
+// libtorch_cuda's own accessor, rather than cudaGetDeviceProperties: the addon then needs no
+// symbol of the CUDA runtime and links none (PyTorch loads its own libcudart).
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <cuda_runtime_api.h>
 #endif
 
 namespace xt {
@@ -15,13 +17,14 @@ bool built_with_cuda() { return true; }
 
 std::optional<CudaDeviceInfo> cuda_device_info(int device) {
   if (!torch::cuda::is_available()) return std::nullopt;
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return std::nullopt;
+  if (device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return std::nullopt;
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device);
+  if (prop == nullptr) return std::nullopt;
   CudaDeviceInfo info;
-  info.name = prop.name;
-  info.total_memory = static_cast<int64_t>(prop.totalGlobalMem);
-  info.major = prop.major;
-  info.minor = prop.minor;
+  info.name = prop->name;
+  info.total_memory = static_cast<int64_t>(prop->totalGlobalMem);
+  info.major = prop->major;
+  info.minor = prop->minor;
   return info;
 }
 

@@ -22,6 +22,9 @@ export interface LibtorchLocation {
   root?: string;
   version?: string;
   cuda?: boolean;
+  /** The C++ ABI its TorchConfig.cmake declares (_GLIBCXX_USE_CXX11_ABI); the build takes the flag
+   * from TORCH_CXX_FLAGS either way, this only reports it. */
+  cxx11Abi?: boolean;
 }
 
 export interface CommandResult {
@@ -32,7 +35,7 @@ export interface CommandResult {
 
 export interface FindOptions {
   env?: NodeJS.ProcessEnv;
-  /** Python interpreters to ask for torch; default ['python3', '/usr/bin/python3']. */
+  /** Python interpreters to ask for torch; default $XCEPTION_TORCH_PYTHON (if set), 'python3', '/usr/bin/python3'. */
   pythons?: string[];
   /** Folders checked for Torch/TorchConfig.cmake (system libtorch). */
   systemCmakeDirs?: string[];
@@ -73,12 +76,13 @@ export const LIBTORCH_PINS: Readonly<Record<LibtorchVariant, LibtorchPin>> = {
     url: 'https://download.pytorch.org/libtorch/cpu/libtorch-cxx11-abi-shared-with-deps-2.5.1%2Bcpu.zip',
     sha256: '618ca54eef82a1dca46ff1993d5807d9c0deb0bae147da4974166a147cb562fa',
   },
-  // cu118: the newest cxx11 CUDA build whose checksum is published in several places.
+  // CUDA 13.0 (cxx11 ABI, as every build from 2.7 on); its checksum is the one nixpkgs records for
+  // this archive (libtorch-bin's binary-hashes.nix).
   cuda: {
-    version: '2.0.1',
+    version: '2.9.0',
     variant: 'cuda',
-    url: 'https://download.pytorch.org/libtorch/cu118/libtorch-cxx11-abi-shared-with-deps-2.0.1%2Bcu118.zip',
-    sha256: '843ad19e769a189758fd6a21bfced9024494b52344f4bc4fb75f75d36e6ea0c7',
+    url: 'https://download.pytorch.org/libtorch/cu130/libtorch-shared-with-deps-2.9.0%2Bcu130.zip',
+    sha256: 'bbc97b248cb6add93a9f1bfa53136615c7ce55ca63bd99c812be4273354d4434',
   },
 };
 
@@ -120,7 +124,12 @@ function cmakeDirOfRoot(root: string): string | undefined {
   return undefined;
 }
 
-function readVersionHeader(file: string): string | undefined {
+/**
+ * TORCH_VERSION_MAJOR/MINOR/PATCH of a torch/version.h. Newer trees generate the numbers into
+ * torch/headeronly/version.h and leave torch/version.h an #include of it: follow that include,
+ * relative to the include folders above the file.
+ */
+export function readVersionHeader(file: string): string | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -129,7 +138,26 @@ function readVersionHeader(file: string): string | undefined {
   }
   const part = (name: string): string | undefined => new RegExp(`#define\\s+TORCH_VERSION_${name}\\s+(\\d+)`).exec(text)?.[1];
   const [major, minor, patch] = [part('MAJOR'), part('MINOR'), part('PATCH')];
-  return major !== undefined && minor !== undefined ? `${major}.${minor}.${patch ?? '0'}` : undefined;
+  if (major !== undefined && minor !== undefined) return `${major}.${minor}.${patch ?? '0'}`;
+  const included = /#include\s+[<"](torch\/headeronly\/version\.h)[>"]/.exec(text)?.[1];
+  if (!included) return undefined;
+  const parts = path.resolve(file).split(path.sep);
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] !== 'include') continue;
+    const candidate = path.join(parts.slice(0, i + 1).join(path.sep) || path.sep, included);
+    if (candidate !== path.resolve(file) && isFile(candidate)) return readVersionHeader(candidate);
+  }
+  return undefined;
+}
+
+/** The C++ ABI a TorchConfig.cmake declares in TORCH_CXX_FLAGS, if it says. */
+export function readCxx11Abi(cmakeDir: string): boolean | undefined {
+  try {
+    const m = /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(fs.readFileSync(path.join(cmakeDir, TORCH_CONFIG), 'utf8'));
+    return m ? m[1] === '1' : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Version of a libtorch root: build-version, else version.h. */
@@ -152,7 +180,8 @@ function cudaOfRoot(root: string, version: string | undefined): boolean {
 function describe(loc: LibtorchLocation): string {
   const version = loc.version ? ` ${loc.version}` : '';
   const cuda = loc.cuda === undefined ? '' : loc.cuda ? ' (CUDA)' : ' (CPU)';
-  return `libtorch${version}${cuda} at ${loc.prefixPath}`;
+  const abi = loc.cxx11Abi === undefined ? '' : loc.cxx11Abi ? ', cxx11 ABI' : ', pre-cxx11 ABI';
+  return `libtorch${version}${cuda}${abi} at ${loc.prefixPath}`;
 }
 
 /** Parses ID and ID_LIKE of /etc/os-release. */
@@ -203,8 +232,11 @@ class Finder {
   }
 
   private found(loc: LibtorchLocation): LibtorchLocation {
-    this.log(`using ${describe(loc)} (from ${loc.source})`);
-    return loc;
+    const cmakeDir = isFile(path.join(loc.prefixPath, TORCH_CONFIG)) ? loc.prefixPath : cmakeDirOfRoot(loc.prefixPath);
+    const cxx11Abi = cmakeDir ? readCxx11Abi(cmakeDir) : undefined;
+    const withAbi = cxx11Abi === undefined ? loc : { ...loc, cxx11Abi };
+    this.log(`using ${describe(withAbi)} (from ${loc.source})`);
+    return withAbi;
   }
 
   async find(): Promise<LibtorchLocation> {
@@ -257,7 +289,9 @@ class Finder {
       }
       this.miss(`TORCH_CMAKE_PREFIX_PATH=${explicit} has no ${TORCH_CONFIG}; ignored`);
     }
-    for (const py of this.opts.pythons ?? ['python3', '/usr/bin/python3']) {
+    // XCEPTION_TORCH_PYTHON (also the parity tests' interpreter) is asked first.
+    const pythons = this.opts.pythons ?? [...(this.env.XCEPTION_TORCH_PYTHON ? [this.env.XCEPTION_TORCH_PYTHON] : []), 'python3', '/usr/bin/python3'];
+    for (const py of pythons) {
       const r = this.run(py, ['-c', PYTHON_PROBE]);
       if (r.status !== 0) {
         const why = lastLines(r.stderr, 1) || `exit status ${r.status}`;

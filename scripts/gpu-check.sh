@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One session on a CUDA machine, results into one folder: build the addon against the machine's
 # libtorch (falling back to XT_SAFE_BUILD=1 if the CUDA-only code does not compile), `doctor`,
-# `npm run test:gpu`, `npm run bench:gpu`. Each step has a time limit so a slow one leaves the rest
+# `npm run test:gpu` (which also trains with fusedAdam off), `npm run bench:gpu`. The build goes
+# through the finder (XCEPTION_TORCH_PYTHON below) and the CUDA toolkit search (CUDA_HOME, nvcc on
+# PATH); doctor lists the CUDA libraries actually loaded. Each step has a time limit so a slow one leaves the rest
 # their turn; logs, bench JSON and bench/RESULTS.md land in $OUT (default ./gpu-results).
 #
 #   bash scripts/gpu-check.sh            # on a machine with node, npm install done, PyTorch (CUDA)
@@ -21,7 +23,9 @@ if ! npm run build:native >> "$out/build.log" 2>&1; then
   step "the full build failed; retrying without the CUDA-only code (XT_SAFE_BUILD=1)"
   XT_SAFE_BUILD=1 npm run build:native > "$out/build-safe.log" 2>&1 || { tail -60 "$out/build-safe.log"; exit 1; }
 fi
-grep -E "xception-torch:|CUDA" "$out/build.log" | tail -5
+grep -E "xception-torch:|CUDA|nvToolsExt" "$out/build.log" | tail -8
+# What the addon links: libtorch_cuda kept, no libcudart of the toolkit (PyTorch loads its own).
+readelf -d build/Release/xception_torch.node | grep NEEDED | tee "$out/needed.txt"
 
 step "doctor"
 node dist/lib/cli.js doctor | tee "$out/doctor.txt"

@@ -193,10 +193,10 @@ describe('cache', () => {
   test('the variant follows nvidia-smi: a GPU selects the CUDA pin', async () => {
     const cacheDir = path.join(tmp, 'cache');
     fakeRoot(path.join(cacheDir, 'libtorch-2.5.1-cpu', 'libtorch'), { buildVersion: '2.5.1+cpu' });
-    const cudaRoot = fakeRoot(path.join(cacheDir, 'libtorch-2.0.1-cuda', 'libtorch'), { buildVersion: '2.0.1+cu118' });
+    const cudaRoot = fakeRoot(path.join(cacheDir, 'libtorch-2.9.0-cuda', 'libtorch'), { buildVersion: '2.9.0+cu130' });
     const gpu = fakeRunner({ 'nvidia-smi': () => ({ status: 0, stdout: 'GPU 0: NVIDIA H100 (UUID: GPU-x)\n', stderr: '' }) });
     const loc = await findLibtorch(isolated({ cacheDir, runCommand: gpu.run }));
-    expect(loc).toMatchObject({ source: 'cache', root: cudaRoot, version: '2.0.1+cu118', cuda: true });
+    expect(loc).toMatchObject({ source: 'cache', root: cudaRoot, version: '2.9.0+cu130', cuda: true });
     expect(gpu.calls).toContain('nvidia-smi -L');
 
     const noGpu = fakeRunner();
@@ -418,3 +418,49 @@ function makeZip(files: Record<string, string>): Promise<Buffer> {
     z.end();
   });
 }
+
+describe('libtorch 2.x layouts', () => {
+  test('XCEPTION_TORCH_PYTHON is the first interpreter asked for torch', async () => {
+    const cmake = fakeCmakeDir(path.join(tmp, 'venv', 'torch', 'share', 'cmake'));
+    const venvPython = path.join(tmp, 'venv', 'bin', 'python');
+    const runner = fakeRunner({ [venvPython]: () => ({ status: 0, stdout: `${cmake}\n2.9.0+cu130\n1\n`, stderr: '' }) });
+    const loc = await findLibtorch(isolated({ pythons: undefined, env: { XCEPTION_TORCH_PYTHON: venvPython }, runCommand: runner.run }));
+    expect(loc).toMatchObject({ source: 'python', prefixPath: cmake, version: '2.9.0+cu130', cuda: true });
+    expect(runner.calls[0]).toBe(`${venvPython} -c ${runner.calls[0].split(' -c ')[1]}`);
+    expect(runner.calls).toHaveLength(1);
+  });
+
+  test('without it, python3 then /usr/bin/python3 are asked', async () => {
+    const runner = fakeRunner();
+    await expect(findLibtorch(isolated({ pythons: undefined, runCommand: runner.run }))).rejects.toThrow(/Could not find libtorch/);
+    expect(runner.calls.filter((c) => c.includes(' -c ')).map((c) => c.split(' ')[0])).toEqual(['python3', '/usr/bin/python3']);
+  });
+
+  test('a torch/version.h that only includes torch/headeronly/version.h is followed', async () => {
+    const root = fakeRoot(path.join(tmp, 'libtorch'));
+    write(path.join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch', 'version.h'),
+      '#pragma once\n#include <torch/headeronly/version.h>\n');
+    writeHeader(path.join(root, 'include', 'torch', 'headeronly', 'version.h'), [2, 10, 1]);
+    const loc = await findLibtorch(isolated({ env: { LIBTORCH: root } }));
+    expect(loc.version).toBe('2.10.1');
+  });
+
+  test.each([
+    ['pre-cxx11 (PyTorch 2.5 and most 2.6 wheels)', '0', false],
+    ['cxx11 (2.7 on, and every libtorch zip named cxx11-abi)', '1', true],
+  ])('the C++ ABI a prefix declares is reported: %s', async (_kind, flag, cxx11) => {
+    const cmake = path.join(tmp, 'site-packages', 'torch', 'share', 'cmake');
+    write(path.join(cmake, CONFIG), `# fake\nset(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=${flag}")\n`);
+    const runner = fakeRunner({ python3: () => ({ status: 0, stdout: `${cmake}\n2.6.0+cu124\n1\n`, stderr: '' }) });
+    const o = isolated({ runCommand: runner.run });
+    const loc = await findLibtorch(o);
+    expect(loc.cxx11Abi).toBe(cxx11);
+    expect(o.logs.join('\n')).toContain(cxx11 ? 'cxx11 ABI' : 'pre-cxx11 ABI');
+  });
+
+  test('the CUDA pin is a current 2.x build (cxx11, CUDA 13)', () => {
+    expect(LIBTORCH_PINS.cuda.version).toMatch(/^2\.(9|[1-9]\d)\./);
+    expect(LIBTORCH_PINS.cuda.url).toContain(`libtorch-shared-with-deps-${LIBTORCH_PINS.cuda.version}%2Bcu130.zip`);
+    expect(LIBTORCH_PINS.cuda.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+});

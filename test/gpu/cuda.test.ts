@@ -182,6 +182,27 @@ describe('training on the GPU', () => {
     trainer.dispose();
   });
 
+  it('fusedAdam: false falls back to the per-tensor Adam and trains to the same weights (fp32)', async () => {
+    const run = async (fusedAdam: boolean) => {
+      native().manualSeed(23);
+      const model = new Xception({ numClasses: 10, middleFlowBlocks: 2 });
+      const trainer = new Trainer(trainerOptions({
+        model, epochs: 1, amp: 'off', fusedAdam, preprocessing: { resize: 72, evalResize: 64, crop: 64 },
+      }));
+      await trainer.fit();
+      const metrics = JSON.parse(fs.readFileSync(path.join(trainer.outDir, 'metrics.json'), 'utf8'));
+      const weights = await parameters(model, `fused-${fusedAdam}`);
+      trainer.dispose();
+      model.dispose();
+      return { ranFused: metrics.runtime.fusedAdam as boolean, weights };
+    };
+    const fused = await run(true);
+    const single = await run(false);
+    expect(fused.ranFused).toBe(native().info().torchVersionMajor >= 2);
+    expect(single.ranFused).toBe(false);
+    for (const [key, value] of fused.weights) expect({ key, ok: relativeError(single.weights.get(key)!, value) <= 1e-3 }).toEqual({ key, ok: true });
+  });
+
   it('channels_last + cuDNN benchmark give the results of the plain path (fp32)', async () => {
     const run = async (fast: boolean) => {
       native().manualSeed(21);
