@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import extract from 'extract-zip';
 import { defaultCacheDir } from '../lib/cache-dir';
-import { download } from '../lib/download';
+import { download, formatBytes } from '../lib/download';
 
 export interface LibtorchLocation {
   source: 'env' | 'python' | 'system' | 'cache' | 'download' | 'apt';
@@ -47,6 +47,8 @@ export interface FindOptions {
   download?: boolean;
   /** Connect/idle timeout of the download; default 15000 ms. */
   downloadTimeoutMs?: number;
+  /** Most bytes the archive may unpack to; default $XCEPTION_TORCH_LIBTORCH_MAX_BYTES or 32 GiB. */
+  maxExtractBytes?: number;
   /** No download progress output. */
   quiet?: boolean;
   /** Allow apt-get; default true unless XCEPTION_TORCH_NO_APT=1. */
@@ -411,7 +413,19 @@ class Finder {
         quiet: this.opts.quiet,
       });
       this.log(`extracting ${path.basename(zip)}`);
-      await extract(zip, { dir: staging });
+      // The sizes the archive declares are summed before each entry is written: a zip bomb behind an
+      // overridden checksum stops at the cap instead of filling the disk.
+      const cap = this.maxExtractBytes();
+      let declared = 0;
+      await extract(zip, {
+        dir: staging,
+        onEntry: (entry) => {
+          declared += entry.uncompressedSize;
+          if (declared > cap) {
+            throw new Error(`the archive unpacks to more than ${formatBytes(cap)} (XCEPTION_TORCH_LIBTORCH_MAX_BYTES raises the limit)`);
+          }
+        },
+      });
       if (!isFile(path.join(staging, 'libtorch', 'share', 'cmake', TORCH_CONFIG))) {
         throw new Error(`the archive has no libtorch/share/cmake/${TORCH_CONFIG.split(path.sep).join('/')}`);
       }
@@ -426,9 +440,21 @@ class Finder {
       this.miss(`download of ${pin.url} failed: ${(err as Error).message}`);
       return undefined;
     } finally {
-      fs.rmSync(staging, { recursive: true, force: true });
+      // extract-zip has settled, so no write is still in flight; retries cover a slow filesystem.
+      fs.rmSync(staging, { recursive: true, force: true, maxRetries: 5 });
       fs.rmSync(zip, { force: true });
     }
+  }
+
+  private maxExtractBytes(): number {
+    if (this.opts.maxExtractBytes !== undefined) return this.opts.maxExtractBytes;
+    const text = this.env.XCEPTION_TORCH_LIBTORCH_MAX_BYTES;
+    if (text === undefined || text === '') return 32 * 2 ** 30;
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new Error(`XCEPTION_TORCH_LIBTORCH_MAX_BYTES must be a positive number of bytes; got ${JSON.stringify(text)}`);
+    }
+    return value;
   }
 
   // f. apt-get install libtorch-dev

@@ -306,6 +306,23 @@ describe('download', () => {
     expect(fs.readdirSync(cacheDir)).toEqual([]);
   });
 
+  test('an archive that unpacks to more than the cap is refused and leaves nothing in the cache', async () => {
+    const cacheDir = path.join(tmp, 'cache');
+    const env = {
+      XCEPTION_TORCH_VARIANT: 'cpu',
+      XCEPTION_TORCH_LIBTORCH_URL: `${base}/libtorch.zip`,
+      XCEPTION_TORCH_LIBTORCH_SHA256: zipSha,
+      XCEPTION_TORCH_LIBTORCH_MAX_BYTES: '20',
+    };
+    const o = isolated({ env, cacheDir, download: true });
+    await expect(findLibtorch(o)).rejects.toThrow(/Could not find libtorch/);
+    expect(o.logs.some((l) => l.includes('unpacks to more than 20 B'))).toBe(true);
+    expect(fs.readdirSync(cacheDir)).toEqual([]);
+    // A bad value is refused as such.
+    await expect(findLibtorch(isolated({ env: { ...env, XCEPTION_TORCH_LIBTORCH_MAX_BYTES: 'lots' }, cacheDir, download: true })))
+      .rejects.toThrow(/XCEPTION_TORCH_LIBTORCH_MAX_BYTES must be a positive number/);
+  });
+
   test('a URL override without its sha256 is an error', async () => {
     await expect(findLibtorch(isolated({ env: { XCEPTION_TORCH_VARIANT: 'cpu', XCEPTION_TORCH_LIBTORCH_URL: `${base}/libtorch.zip` } }))).rejects.toThrow(
       /XCEPTION_TORCH_LIBTORCH_URL and XCEPTION_TORCH_LIBTORCH_SHA256 must be set together/,
