@@ -22,7 +22,7 @@ import { writeChart } from '../report/render-chart';
 import { runtimeInfo, setNumThreads } from '../runtime';
 import { defaultRunDir, EpochRecord, Trainer } from '../trainer';
 import { integer, UsageError } from './options';
-import { COMMAND_FILE, readSavedRun, SavedRun } from './run-folder';
+import { COMMAND_FILE, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
   trainRun, TrainSettings,
@@ -115,17 +115,22 @@ export async function runCompare(opts: Record<string, unknown>, cmd: Command, ar
   if (opts.json && mode === 'train') throw new UsageError('--json needs --params-only or --throughput (a training comparison writes compare.json to its folder)');
   if (opts.activations && cmd.getOptionValueSource('activation') === 'cli') throw new UsageError('give either --activation or --activations, not both');
 
-  let record: CompareRecord | undefined;
-  let dir: string;
   if (opts.resume) {
     if (mode !== 'train') throw new UsageError('--resume continues a training comparison; --params-only and --throughput have nothing to resume');
     if (opts.out === undefined) throw new UsageError('--resume needs --out DIR: the comparison folder to continue');
     if (opts.activations) throw new UsageError('--resume takes the runs from the comparison in --out; leave out --activations');
-    dir = path.resolve(opts.out as string);
+  }
+  const dir = opts.out !== undefined ? path.resolve(opts.out as string) : defaultRunDir(opts.activations ? 'compare-activations' : 'compare');
+  // The comparison folder is locked before anything in it is read or written (each run's folder too, by trainRun).
+  return lockRunFolder(dir, () => compareInFolder(dir, mode, opts, cmd, argv));
+}
+
+async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  let record: CompareRecord | undefined;
+  if (opts.resume) {
     record = readJson<CompareRecord>(path.join(dir, COMMAND_FILE));
     if (!record?.runs || record.mode !== 'train') throw new Error(`nothing to resume: ${dir} holds no training comparison (no ${COMMAND_FILE} written by compare)`);
   } else {
-    dir = opts.out !== undefined ? path.resolve(opts.out as string) : defaultRunDir(opts.activations ? 'compare-activations' : 'compare');
     if (fs.existsSync(path.join(dir, COMPARE_JSON)) || fs.existsSync(path.join(dir, COMMAND_FILE))) {
       throw new UsageError(`${dir} already holds a comparison; continue it with --resume, or choose another --out`);
     }

@@ -36,3 +36,9 @@ export function device(value: string): Device {
   if (!/^(auto|cpu|cuda(:\d+)?)$/.test(value)) throw new InvalidArgumentError("expected auto, cpu, cuda or cuda:N");
   return value as Device;
 }
+
+/** A folder path: not empty (an empty --out would write the run into the current directory). */
+export function folder(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a folder, not an empty string');
+  return value;
+}

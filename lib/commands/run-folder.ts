@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { findCheckpoint, readCheckpointState } from '../checkpoint';
+import { describeTakeOver, withRunLock } from '../run-lock';
 import type { SyntheticDatasetOptions } from '../datasets';
 import type { ModelName } from '../models';
 import type { EpochRecord } from '../trainer';
@@ -81,4 +82,12 @@ export async function readSavedRun(checkpoint: string): Promise<SavedRun> {
   }
   const runDir = runFolderOf(checkpoint);
   return { checkpoint, runDir, meta, epoch: state.train.position.epoch, command: readCommandRecord(runDir) };
+}
+
+/**
+ * Runs `work` holding the lock of run folder `dir` (lib/run-lock.ts): another run into it fails
+ * with an error naming its process; the lock of a run that was killed is taken over with a warning.
+ */
+export function lockRunFolder<T>(dir: string, work: () => Promise<T>): Promise<T> {
+  return withRunLock(dir, work, { onTakeOver: (owner, file) => console.error(`xception-torch: warning: ${describeTakeOver(owner, file)}`) });
 }

@@ -13,8 +13,8 @@ import { formatDuration, TrainingProgress } from '../report/progress';
 import { PROJECT_ROOT } from '../paths';
 import { runtimeInfo } from '../runtime';
 import { AmpOption, History, Trainer, TrainerOptions } from '../trainer';
-import { decimal, device, integer, UsageError } from './options';
-import { COMMAND_FILE, CommandRecord, readSavedRun, SavedRun } from './run-folder';
+import { decimal, device, folder, integer, UsageError } from './options';
+import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import { LIMITS, maxThreads } from '../limits';
 import { fixed } from '../report/format';
 
@@ -118,7 +118,7 @@ export function addTrainOptions(
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1, maxThreads()));
   cmd.option('--no-fused-adam', 'CUDA: run Adam per tensor instead of the fused kernels (a fallback; no effect on the CPU)');
-  cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)');
+  cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)', folder);
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
   cmd.option('--quick', describeQuick(o.quick ?? QUICK));
   return cmd;
@@ -268,6 +268,12 @@ async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettin
 
 /** Runs `train`; resolves with the exit code (0, or 130 after Ctrl-C). */
 export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  // The run folder is locked before anything in it is read or written.
+  if (opts.out === undefined) return trainCommand(opts, cmd, argv);
+  return lockRunFolder(path.resolve(opts.out as string), () => trainCommand(opts, cmd, argv));
+}
+
+async function trainCommand(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
   const source = (key: string) => cmd.getOptionValueSource(key);
   let saved: SavedRun | undefined;
   if (opts.resume) {
@@ -280,7 +286,9 @@ export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv
     throw new UsageError(`${opts.out as string} already holds a run; continue it with --resume, or choose another --out`);
   }
   const settings = resolveTrainSettings(opts, source, saved && savedSettings(saved));
-  if (saved && saved.epoch >= settings.epochs) {
+  // A run killed after its last checkpoint but before metrics.json resumes to write it.
+  const finished = saved && (saved.epoch > settings.epochs || (saved.epoch === settings.epochs && fs.existsSync(path.join(saved.runDir, 'metrics.json'))));
+  if (saved && finished) {
     throw new UsageError(`the run in ${saved.runDir} has trained its ${saved.epoch} epochs; to train on, give --epochs with more than ${saved.epoch}`);
   }
   checkDevice(settings.device);
@@ -326,6 +334,10 @@ export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Pro
   } catch (error) {
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
   }
+  return lockRunFolder(trainer.outDir, () => trainInFolder(trainer, settings, o));
+}
+
+async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: TrainRunOptions): Promise<{ outDir: string; history: History }> {
   const outDir = trainer.outDir;
   const tty = Boolean(process.stdout.isTTY);
   const progress = new TrainingProgress(tty, settings.epochs);
