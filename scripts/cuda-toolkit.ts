@@ -8,6 +8,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { isFile } from './download-libtorch';
 import type { LibtorchLocation } from './download-libtorch';
 
 export interface CudaToolkit {
@@ -36,14 +37,6 @@ export interface ToolkitSearch {
   /** Runs `nvcc --version`; default spawnSync. */
   nvccVersion?: (nvcc: string) => string | undefined;
 }
-
-const isFile = (p: string): boolean => {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-};
 
 const isDir = (p: string): boolean => {
   try {

@@ -110,7 +110,7 @@ function defaultRunCommand(cmd: string, args: string[]): CommandResult {
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr || (r.error ? r.error.message : '') };
 }
 
-const isFile = (p: string): boolean => {
+export const isFile = (p: string): boolean => {
   try {
     return fs.statSync(p).isFile();
   } catch {
