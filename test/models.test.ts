@@ -1,6 +1,6 @@
 // Model construction, parameter counts and state-dict names against the Python references,
 // option and input validation, and the lifecycle of the native handle.
-import { createModel, InceptionV3, ModelError, Xception } from '../lib';
+import { createModel, InceptionV3, runtimeInfo, Xception } from '../lib';
 import { oracle } from './helpers/python';
 
 describe('parameter counts (REFERENCES.md, exact)', () => {
@@ -180,7 +180,7 @@ describe('lifecycle and devices', () => {
     const model = new Xception({ numClasses: 10 });
     expect(model.to('cpu').device).toBe('cpu');
     expect(model.to('auto').device).toMatch(/^(cpu|cuda:?\d*)$/);
-    if (!require('../lib').runtimeInfo().cudaAvailable) {
+    if (!runtimeInfo().cudaAvailable) {
       expect(() => model.to('cuda')).toThrow(/CUDA is not available/);
     }
     expect(() => model.to('tpu' as never)).toThrow(/device must be 'cpu', 'cuda' or 'cuda:N'/);
