@@ -18,6 +18,9 @@ import { Transform } from 'stream';
 import { pipeline } from 'stream/promises';
 import { SingleBar } from 'cli-progress';
 import { ProxyChoice, proxyAgent, proxyFor, proxyHint } from './proxy';
+import { formatBytes } from './report/format';
+
+export { formatBytes };
 
 export interface DownloadOptions {
   url: string;
@@ -54,20 +57,6 @@ export const DEADLINE_VARIABLE = 'XCEPTION_TORCH_DOWNLOAD_DEADLINE';
 const UNKNOWN_TOTAL_STEP = 16 * 1024 * 1024;
 const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ECONNREFUSED', 'ENETDOWN']);
 
-/** `1536` → `"1.5 KiB"`. */
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return '? B';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = Math.abs(n);
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  const sign = n < 0 ? '-' : '';
-  if (unit === 0) return `${sign}${value} B`;
-  return `${sign}${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
 
 /** `600` → `"0.6 s"`, `5400000` → `"1.5 h"`. */
 export function formatDuration(ms: number): string {

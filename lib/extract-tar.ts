@@ -13,7 +13,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tar from 'tar';
-import { formatBytes } from './download';
+import { formatBytes } from './report/format';
 
 export interface ExtractLimits {
   /** The most bytes all files together may hold. */

@@ -12,7 +12,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import extract from 'extract-zip';
 import { defaultCacheDir } from '../lib/cache-dir';
-import { download, formatBytes } from '../lib/download';
+import { download } from '../lib/download';
+import { formatBytes } from '../lib/report/format';
 
 export interface LibtorchLocation {
   source: 'env' | 'python' | 'system' | 'cache' | 'download' | 'apt';

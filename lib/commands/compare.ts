@@ -16,7 +16,7 @@ import { MODEL_NAMES, ModelOptionsByName } from '../models';
 import { PROJECT_ROOT } from '../paths';
 import { startPeakMemory } from '../peak-memory';
 import { barsChart, BarMeasure, curvesChart, CurveSeries } from '../report/charts';
-import { formatBytes, formatComparisonMarkdown, formatComparisonTable } from '../report/compare-table';
+import { formatComparisonMarkdown, formatComparisonTable } from '../report/compare-table';
 import { formatDuration } from '../report/progress';
 import { writeChart } from '../report/render-chart';
 import { runtimeInfo, setNumThreads } from '../runtime';
@@ -27,7 +27,7 @@ import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
   trainRun, TrainSettings,
 } from './train';
-import { fixed } from '../report/format';
+import { fixed, formatBytes } from '../report/format';
 
 type Activation = TrainSettings['activation'];
 const ACTIVATIONS: readonly Activation[] = ['none', 'relu', 'elu'];

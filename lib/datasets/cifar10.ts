@@ -11,7 +11,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { defaultCacheDir } from '../cache-dir';
-import { download, formatBytes } from '../download';
+import { download } from '../download';
+import { formatBytes } from '../report/format';
 import { extractTarGz } from '../extract-tar';
 import { permutation } from '../random';
 import { DatasetSplits, ImageSet } from './types';

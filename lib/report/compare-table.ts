@@ -7,7 +7,7 @@ import { accuracyPerMillionParameters, Comparison, ComparisonRow } from '../comp
 import type { PeakMemory } from '../peak-memory';
 import { REFERENCE_SETUP, ReferenceResult } from '../reference-results';
 import { formatCount } from './summary-table';
-import { fixed, percent } from './format';
+import { fixed, formatBytes, percent } from './format';
 
 /** What one line of the table shows, from a run of ours or from the reference. */
 interface Line {
@@ -23,11 +23,6 @@ interface Line {
   accuracyPerMillionParameters?: number;
 }
 
-/** 1_288_490_188 -> "1.20 GiB", 734_003_200 -> "700 MiB". */
-export function formatBytes(bytes: number): string {
-  const gib = bytes / 2 ** 30;
-  return gib >= 1 ? `${fixed(gib, 2)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
-}
 
 const grouped = (digits: number) => (n: number) =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : fixed(n, digits);

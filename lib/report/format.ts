@@ -15,3 +15,18 @@ export function percent(value: number | null | undefined, digits = 2): string {
   const text = fixed(typeof value === 'number' ? value * 100 : value, digits);
   return /^-?\d/.test(text) ? `${text}%` : text;
 }
+
+/** `1536` → `"1.5 KiB"`. */
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return '? B';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = Math.abs(n);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const sign = n < 0 ? '-' : '';
+  if (unit === 0) return `${sign}${value} B`;
+  return `${sign}${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
