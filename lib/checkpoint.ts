@@ -2,70 +2,120 @@
 //   model.safetensors  the weights with PyTorch's names (loads with load_state_dict as it is)
 //   state.safetensors  the optimizer tensors, and in its metadata the JSON state: where the
 //                      training stands, the scaler, the options and the history so far
-// It is written to a temporary folder and swapped in with renames, so a crash or kill never
-// leaves a broken checkpoint: readers fall back to the previous one while a swap is half done.
+//
+// A checkpoint `name` is only ever written whole: to a temporary folder `.<name>.tmp-<pid>-<hex>`,
+// flushed to the disk, then swapped in with renames. At every instant one of `<name>` and
+// `.<name>.old` is a whole checkpoint, whatever step a kill or a power loss interrupts:
+//   1. write the temporary folder and flush it       (<name> or .old, as before, untouched)
+//   2. if <name> exists: delete .old, rename <name> to .old   (if <name> is missing, a swap was cut
+//      between its renames and .old is the only whole copy: it stays)
+//   3. rename the temporary folder to <name>, flush the parent folder
+//   4. delete .old
+// findCheckpoint() prefers <name> and falls back to .old. Temporary folders of killed writers are
+// removed by removeStaleTemporaries() (lib/atomic-write.ts) when the next run starts.
 import * as fs from 'fs';
 import * as path from 'path';
+import { fsyncFile, fsyncFolder, temporaryName } from './atomic-write';
+import { checkSavedState, CheckpointError, SavedTrainState } from './checkpoint-state';
 import { isNativeDtype, tensorEntries } from './native';
 import type { NativeTensorInput, NativeTrainState } from './native';
 import { readSafetensors, writeSafetensors } from './safetensors';
+
+export { CheckpointError } from './checkpoint-state';
 
 export const MODEL_FILE = 'model.safetensors';
 export const STATE_FILE = 'state.safetensors';
 
 export interface CheckpointState<Meta> {
-  train: Omit<NativeTrainState, 'optimizer'>;
+  train: SavedTrainState;
   optimizer: NativeTensorInput[];
   meta: Meta;
 }
 
+/** The steps of a checkpoint swap, in order (for tests that stop a write at each one). */
+export type CheckpointStep = 'written' | 'old-removed' | 'moved-to-old' | 'swapped' | 'done';
+
 /**
  * Writes checkpoint `name` (e.g. 'last', 'best') under `dir`: `saveModel` writes the weights
- * file it is given, the rest goes into the state file.
+ * file it is given, the rest goes into the state file. `afterStep` is for tests: it runs after
+ * each step of the swap, and throwing there leaves the folder as a kill at that point would.
  */
 export async function writeCheckpoint<Meta>(
   dir: string, name: string, saveModel: (file: string) => Promise<void>, train: NativeTrainState, meta: Meta,
+  afterStep: (step: CheckpointStep) => void | Promise<void> = () => undefined,
 ): Promise<string> {
-  await fs.promises.mkdir(dir, { recursive: true });
+  const created = await fs.promises.mkdir(dir, { recursive: true });
+  if (created) await fsyncFolder(path.dirname(created));
   const target = path.join(dir, name);
-  const temp = path.join(dir, `.${name}.tmp-${process.pid}`);
   const old = path.join(dir, `.${name}.old`);
-  await fs.promises.rm(temp, { recursive: true, force: true });
+  const temp = temporaryName(path.join(dir, `.${name}`));
   await fs.promises.mkdir(temp);
-  await saveModel(path.join(temp, MODEL_FILE));
-  const { optimizer, ...rest } = train;
-  await writeSafetensors(path.join(temp, STATE_FILE), tensorEntries(optimizer), {
-    format: 'xception-torch-checkpoint',
-    state: JSON.stringify({ train: rest, meta }),
-  });
-  // Swap: target -> .old, temp -> target, drop .old. Between the renames readers use .old.
-  await fs.promises.rm(old, { recursive: true, force: true });
-  if (fs.existsSync(target)) await fs.promises.rename(target, old);
+  try {
+    await saveModel(path.join(temp, MODEL_FILE));
+    const { optimizer, ...rest } = train;
+    await writeSafetensors(path.join(temp, STATE_FILE), tensorEntries(optimizer), {
+      format: 'xception-torch-checkpoint',
+      state: JSON.stringify({ train: rest, meta }),
+    });
+  } catch (error) {
+    await fs.promises.rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  // Both files are flushed by writeSafetensors; the model file again in case saveModel wrote it otherwise.
+  await fsyncFile(path.join(temp, MODEL_FILE));
+  await fsyncFolder(temp);
+  await afterStep('written');
+
+  if (isWhole(target)) {
+    await fs.promises.rm(old, { recursive: true, force: true });
+    await afterStep('old-removed');
+    await fs.promises.rename(target, old);
+    await afterStep('moved-to-old');
+  } else {
+    // A half-finished swap (only .old is whole) or a target that is not a whole checkpoint: clear
+    // the way for the rename without touching .old.
+    await fs.promises.rm(target, { recursive: true, force: true });
+  }
   await fs.promises.rename(temp, target);
+  await fsyncFolder(dir);
+  await afterStep('swapped');
   await fs.promises.rm(old, { recursive: true, force: true });
+  await afterStep('done');
   return target;
+}
+
+/** Whether `folder` holds both files of a checkpoint (folders are only renamed into place whole). */
+function isWhole(folder: string): boolean {
+  return fs.existsSync(path.join(folder, MODEL_FILE)) && fs.existsSync(path.join(folder, STATE_FILE));
 }
 
 /** The folder of checkpoint `name`, or its previous version if a swap was interrupted; undefined if none. */
 export function findCheckpoint(dir: string, name: string): string | undefined {
-  for (const candidate of [path.join(dir, name), path.join(dir, `.${name}.old`)]) {
-    if (fs.existsSync(path.join(candidate, MODEL_FILE)) && fs.existsSync(path.join(candidate, STATE_FILE))) return candidate;
-  }
-  return undefined;
+  return [path.join(dir, name), path.join(dir, `.${name}.old`)].find(isWhole);
 }
 
+/** Reads a checkpoint's state, checking every field (lib/checkpoint-state.ts); throws CheckpointError naming the file and field. */
 export async function readCheckpointState<Meta>(folder: string): Promise<CheckpointState<Meta>> {
-  const file = await readSafetensors(path.join(folder, STATE_FILE));
+  const stateFile = path.join(folder, STATE_FILE);
+  const file = await readSafetensors(stateFile);
   if (file.metadata.format !== 'xception-torch-checkpoint' || !file.metadata.state) {
-    throw new Error(`${folder} is not an xception-torch checkpoint (its ${STATE_FILE} has no training state)`);
+    throw new CheckpointError(stateFile, 'it is not an xception-torch checkpoint (it has no training state)');
   }
-  const parsed = JSON.parse(file.metadata.state) as { train: CheckpointState<Meta>['train']; meta: Meta };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(file.metadata.state);
+  } catch (error) {
+    throw new CheckpointError(stateFile, `its state is not valid JSON (${(error as Error).message.slice(0, 100)})`);
+  }
+  const { train, meta } = checkSavedState<Meta>(parsed, stateFile);
+  // JSON holds a NaN loss sum (a run with a loss scaler skips such steps and goes on) as null.
+  const position = { ...train.position, lossSum: train.position.lossSum ?? NaN, pendingLoss: train.position.pendingLoss ?? NaN };
   const optimizer: NativeTensorInput[] = [...file.tensors].map(([name, t]) => {
     const dtype = t.dtype;
-    if (!isNativeDtype(dtype)) throw new Error(`${folder}: optimizer tensor '${name}' has unsupported dtype ${dtype}`);
+    if (!isNativeDtype(dtype)) throw new CheckpointError(stateFile, `optimizer tensor '${name.slice(0, 80)}' has unsupported dtype ${dtype}`);
     return { name, dtype, shape: t.shape, data: t.data };
   });
-  return { train: parsed.train, optimizer, meta: parsed.meta };
+  return { train: { ...train, position }, optimizer, meta };
 }
 
 export function modelFile(folder: string): string {

@@ -4,7 +4,7 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { removeStaleTemporaries, writeFileAtomic } from './atomic-write';
-import { findCheckpoint, modelFile, readCheckpointState, writeCheckpoint } from './checkpoint';
+import { CheckpointError, findCheckpoint, modelFile, readCheckpointState, STATE_FILE, writeCheckpoint } from './checkpoint';
 import { createSyntheticDataset, loadCifar10, selectImages } from './datasets';
 import type { DatasetSplits, ImageSet, SyntheticDatasetOptions } from './datasets';
 import { DeviceDataset, Preprocessing, resolvePreprocessing } from './datasets/device-dataset';
@@ -374,6 +374,10 @@ export class Trainer extends EventEmitter {
       const saved = await readCheckpointState<RunMeta>(folder);
       if (saved.meta.model !== meta.model || JSON.stringify(saved.meta.modelOptions) !== JSON.stringify(meta.modelOptions)) {
         throw new Error(`the checkpoint in ${folder} is of ${saved.meta.model} ${JSON.stringify(saved.meta.modelOptions)}, not of this trainer's model`);
+      }
+      const { nextBatch } = saved.train.position;
+      if (nextBatch >= session.batchesPerEpoch()) {
+        throw new CheckpointError(path.join(folder, STATE_FILE), `train.position.nextBatch must be below the ${session.batchesPerEpoch()} batches of an epoch of this run; got ${nextBatch}`);
       }
       await model.readWeights(modelFile(folder));
       this.checkNotDisposed();

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { acquireRunLock, LOCK_FILE, LockOwner, RunLockedError, withRunLock } from '../lib/run-lock';
+import { Trainer, TrainerOptions } from '../lib/trainer';
 
 const ROOT = path.join(__dirname, '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-torch-lock-'));
@@ -234,5 +235,56 @@ describe('xception-torch train and compare (dist/lib/cli.js)', () => {
       expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--out.*expected a folder, not an empty string/)]);
     }
     expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+});
+
+describe('Trainer.fit()', () => {
+  // A tiny CPU run: Xception without middle-flow blocks on 16 synthetic 32x32 images.
+  const options = (outDir: string): TrainerOptions => ({
+    model: 'xception', modelOptions: { numClasses: 10, middleFlowBlocks: 0 }, dataset: 'synthetic',
+    synthetic: { trainSize: 16, valSize: 8, testSize: 8, difficulty: 'easy' }, preprocessing: { crop: 32, resize: 36 },
+    batchSize: 8, epochs: 1, device: 'cpu', amp: 'off', outDir,
+  });
+
+  it('holds the run folder: a second Trainer on the same folder fails while the first fits; the lock is gone after', async () => {
+    const out = freshFolder();
+    const [a, b] = [new Trainer(options(out)), new Trainer(options(out))];
+    try {
+      const results = await Promise.allSettled([a.fit(), b.fit()]);
+      expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as Error;
+      expect(refused).toBeInstanceOf(RunLockedError);
+      expect(refused.message).toBe(`${out} is in use by another run: another run of this process holds it`);
+      expect(fs.existsSync(path.join(out, LOCK_FILE))).toBe(false);
+      expect(fs.existsSync(path.join(out, 'metrics.json'))).toBe(true);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  it('removes what killed runs left half written (checkpoint folders, temporary files) before it starts', async () => {
+    const out = freshFolder();
+    const dead = deadPid();
+    const leftovers = [path.join(out, 'checkpoints', `.best.tmp-${dead}`), path.join(out, 'checkpoints', `.last.tmp-${dead}-00ff`)];
+    for (const folder of leftovers) {
+      fs.mkdirSync(folder, { recursive: true });
+      fs.writeFileSync(path.join(folder, 'model.safetensors'), 'partial');
+    }
+    fs.writeFileSync(path.join(out, `metrics.json.tmp-${dead}-abcd`), '{"partial');
+    writeLock(out, { pid: dead });
+    const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    let calls: unknown[] = [];
+    const trainer = new Trainer(options(out));
+    try {
+      await trainer.fit();
+    } finally {
+      trainer.dispose();
+      calls = [...warn.mock.calls];
+      warn.mockRestore();
+    }
+    expect(calls).toEqual([[`took over ${path.join(out, LOCK_FILE)}, left by process ${dead} (started 2025-01-01T00:00:00.000Z), which no longer runs`, 'RunLockWarning']]);
+    expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'history.csv', 'history.json', 'metrics.json']);
+    expect(fs.readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['best', 'last']);
   });
 });
