@@ -18,7 +18,7 @@ import { startPeakMemory } from '../peak-memory';
 import { barsChart, BarMeasure, curvesChart, CurveSeries } from '../report/charts';
 import { formatComparisonMarkdown, formatComparisonTable } from '../report/compare-table';
 import { formatDuration } from '../report/progress';
-import { writeChart } from '../report/render-chart';
+import type { TopLevelSpec } from 'vega-lite';
 import { runtimeInfo, setNumThreads } from '../runtime';
 import { defaultRunDir, EpochRecord, Trainer } from '../trainer';
 import { integer, UsageError } from './options';
@@ -293,7 +293,9 @@ async function trainRuns(runs: PlannedRun[], comparison: Comparison, dir: string
 async function writeFigures(c: Comparison, runs: PlannedRun[], dir: string): Promise<string[]> {
   const figures = path.join(dir, 'figures');
   const files: string[] = [];
-  const write = async (spec: Parameters<typeof writeChart>[0], name: string) => {
+  // The chart stack (Vega, Vega-Lite, resvg: tens of MB) loads only when figures are drawn.
+  const { writeChart } = await import('../report/render-chart');
+  const write = async (spec: TopLevelSpec, name: string) => {
     files.push(...(await writeChart(spec, path.join(figures, name))).map((f) => path.relative(dir, f)));
   };
   const labels = c.rows.map((r) => r.label);
