@@ -349,10 +349,15 @@ export class Trainer extends EventEmitter {
 
   private async fitLocked(opts: { signal?: AbortSignal; resume?: boolean }): Promise<History> {
     await this.prepare();
+    return this.withModelOwned('Trainer.fit()', () => this.fitOwned(opts));
+  }
+
+  /** Runs `job` while this Trainer owns the model (outside calls refused, forwards in flight awaited). */
+  private async withModelOwned<T>(what: string, job: () => Promise<T>): Promise<T> {
     if (this.lease) throw new Error('this Trainer is already running fit() or evaluate(): await it first');
-    this.lease = await this.model!.claimForTraining('Trainer.fit()');
+    this.lease = await this.model!.claimForTraining(what);
     try {
-      return await this.fitOwned(opts);
+      return await job();
     } finally {
       this.lease?.release();
       this.lease = undefined;
@@ -459,14 +464,7 @@ export class Trainer extends EventEmitter {
   /** Loss, accuracy, per-class accuracy and the confusion matrix of the current weights. */
   async evaluate(split: 'val' | 'test' = 'test'): Promise<EvalResult> {
     await this.prepare();
-    if (this.lease) throw new Error('this Trainer is already running fit() or evaluate(): await it first');
-    this.lease = await this.model!.claimForTraining('Trainer.evaluate()');
-    try {
-      return await this.evaluateSplit(split);
-    } finally {
-      this.lease?.release();
-      this.lease = undefined;
-    }
+    return this.withModelOwned('Trainer.evaluate()', () => this.evaluateSplit(split));
   }
 
   private async evaluateSplit(split: 'val' | 'test'): Promise<EvalResult> {
