@@ -25,3 +25,4 @@ export { Trainer } from './trainer';
 export type { TrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent } from './trainer';
 export { GradScaler } from './grad-scaler';
 export type { GradScalerOptions, GradScalerState } from './grad-scaler';
+export { TensorBoardWriter, type TensorBoardWriterOptions } from './report/tensorboard';
