@@ -437,7 +437,8 @@ export class Trainer extends EventEmitter {
           meta.bestValAccuracy = val.accuracy;
           meta.bestEpoch = record.epoch;
         }
-        await this.saveCheckpoint(checkpoints, best ? ['last', 'best'] : ['last'], meta);
+        // best before last: a kill between the two leaves last at the epoch before, whose resume redoes this one.
+        await this.saveCheckpoint(checkpoints, best ? ['best', 'last'] : ['last'], meta);
         await this.writeHistory(meta);
         this.emit('epoch', record);
       }
