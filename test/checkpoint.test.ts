@@ -219,6 +219,20 @@ describe('train --resume from a checkpoint with a bad state (dist/lib/cli.js)', 
     return out;
   }
 
+  it('a run killed after its last checkpoint but before metrics.json: --resume writes the metrics and exits 0', () => {
+    const out = freshFolder();
+    fs.cpSync(source, out, { recursive: true });
+    const expected = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    fs.rmSync(path.join(out, 'metrics.json'));
+    const r = run(['train', '--resume', '--out', out]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^finishing \(all 1 epochs trained, the test metrics not yet written\): xception/m);
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    expect(metrics).toMatchObject({ epochs: 1, testLoss: expected.testLoss, testAccuracy: expected.testAccuracy });
+    // Finished now: a second --resume has nothing to do.
+    expect(run(['train', '--resume', '--out', out]).code).toBe(2);
+  }, 120_000);
+
   const cases: Array<[string, (s: { train: NativeTrainState; meta: Record<string, unknown> }) => void, RegExp]> = [
     ['an epoch of -1000000', (s) => (s.train.position.epoch = -1_000_000), /train\.position\.epoch must be an integer from 0 to 1000000; got -1000000$/],
     ['a nextBatch of 1e9', (s) => (s.train.position.nextBatch = 1e9), /train\.position\.nextBatch must be below the 2 batches of an epoch of this run; got 1000000000$/],

@@ -360,7 +360,9 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
 
   let history: History;
   try {
-    console.log(`${o.saved ? `resuming at epoch ${o.saved.epoch + 1}/${settings.epochs}: ` : 'training '}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}`);
+    const start = !o.saved ? 'training ' : o.saved.epoch < settings.epochs ? `resuming at epoch ${o.saved.epoch + 1}/${settings.epochs}: `
+      : `finishing (all ${o.saved.epoch} epochs trained, the test metrics not yet written): `;
+    console.log(`${start}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}`);
     console.log(`run folder: ${outDir}`);
     process.on('SIGINT', onSigint);
     // Load the data and build the model first, so that a missing dataset leaves no run folder.
