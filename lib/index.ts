@@ -5,6 +5,10 @@ export type {
 } from './models';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, float32Values, SafetensorsError } from './safetensors';
 export type { SafetensorsTensor, SafetensorsFile, SafetensorsDtype } from './safetensors';
+export { loadWeights, readWeightsFile } from './weights/load-weights';
+export type { LoadWeightsOptions, LoadWeightsResult, WeightsFile, WeightsFormat } from './weights/load-weights';
+export { parsePth, PthError } from './weights/pth';
+export type { PthStateDict } from './weights/pth';
 export { runtimeInfo, setNumThreads } from './runtime';
 export type { RuntimeInfo } from './runtime';
 export {

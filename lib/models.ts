@@ -1,9 +1,10 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
-import { isNativeDtype, native, NATIVE_DTYPES, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, NativeTensorInput, tensorEntries } from './native';
+import { native, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, tensorEntries } from './native';
 import { fromNative, ModelError } from './errors';
 import { LIMITS } from './limits';
-import { readSafetensors, writeSafetensors } from './safetensors';
+import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
+import { LoadWeightsOptions, LoadWeightsResult, matchWeights, readWeightsFile } from './weights/load-weights';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
 export type ModelName = 'xception' | 'inception_v3';
@@ -27,6 +28,11 @@ export interface Model {
   /** The names PyTorch's `state_dict()` would list, BatchNorm buffers included, in its order. */
   stateDictKeys(): string[];
   loadSafetensors(path: string, opts?: { strict?: boolean }): Promise<void>;
+  /**
+   * Loads a `.safetensors` file or a PyTorch `torch.save` state dict (`.pth`, `.pt`, `.bin`, PyTorch
+   * >= 1.6), told apart by content; `resetHead` keeps the model's own classifier when its shape differs.
+   */
+  loadWeights(path: string, opts?: LoadWeightsOptions): Promise<LoadWeightsResult>;
   saveSafetensors(path: string): Promise<void>;
   train(): this;
   eval(): this;
@@ -96,12 +102,6 @@ function validateOptions<T extends object>(model: string, options: T, checks: Re
 }
 
 // ---- the shared implementation ----------------------------------------------------------------
-
-
-function listNames(names: string[], limit = 8): string {
-  const shown = names.slice(0, limit).join(', ');
-  return names.length > limit ? `${shown}, … (${names.length - limit} more)` : shown;
-}
 
 /**
  * @internal What a Trainer holds while it trains a model: calls from outside the job are refused,
@@ -182,35 +182,22 @@ abstract class NativeBackedModel implements Model {
 
   /** @internal loadSafetensors for the training job that owns the model. */
   async readWeights(path: string, opts: { strict?: boolean } = {}): Promise<void> {
-    const strict = opts.strict ?? true;
     const file = await readSafetensors(path);
-    const expected = new Map(this.handle.stateDictInfo().map((t) => [t.name, t]));
-    const missing = [...expected.keys()].filter((k) => !file.tensors.has(k));
-    const unexpected = [...file.tensors.keys()].filter((k) => !expected.has(k));
-    const mismatched: string[] = [];
-    for (const [name, tensor] of file.tensors) {
-      const want = expected.get(name);
-      if (want && tensor.shape.join(',') !== want.shape.join(',')) {
-        mismatched.push(`${name}: file [${tensor.shape.join(', ')}], model [${want.shape.join(', ')}]`);
-      }
-    }
-    const problems: string[] = [];
-    if (strict && missing.length) problems.push(`${missing.length} missing key(s): ${listNames(missing)}`);
-    if (strict && unexpected.length) problems.push(`${unexpected.length} unexpected key(s): ${listNames(unexpected)}`);
-    if (mismatched.length) problems.push(`${mismatched.length} shape mismatch(es): ${listNames(mismatched, 4)}`);
-    if (problems.length) {
-      throw new ModelError(`cannot load ${path} into ${this.displayName}:\n  ${problems.join('\n  ')}`);
-    }
-    const entries: NativeTensorInput[] = [];
-    for (const [name, tensor] of file.tensors) {
-      if (!expected.has(name)) continue;
-      const dtype = tensor.dtype;
-      if (!isNativeDtype(dtype)) {
-        throw new ModelError(`cannot load ${path}: '${name}' has dtype ${dtype}; supported are ${[...NATIVE_DTYPES].join(', ')}`);
-      }
-      entries.push({ name, dtype, shape: tensor.shape, data: tensor.data });
-    }
+    this.applyWeights(path, file.tensors, { strict: opts.strict });
+  }
+
+  async loadWeights(path: string, opts: LoadWeightsOptions = {}): Promise<LoadWeightsResult> {
+    this.checkNotTraining('loadWeights()');
+    const file = await readWeightsFile(path);
+    this.checkNotTraining('loadWeights()');
+    return this.applyWeights(path, file.tensors, opts);
+  }
+
+  /** Checks the tensors against the state dict (lib/weights/load-weights.ts), then copies them in. */
+  private applyWeights(path: string, tensors: Map<string, SafetensorsTensor>, opts: LoadWeightsOptions): LoadWeightsResult {
+    const { entries, result } = matchWeights(tensors, this.handle.stateDictInfo(), { ...opts, source: path, into: this.displayName });
     this.native((h) => h.setState(entries));
+    return result;
   }
 
   async saveSafetensors(path: string): Promise<void> {

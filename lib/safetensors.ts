@@ -173,13 +173,16 @@ export function float32Values(tensor: SafetensorsTensor): Float32Array {
 }
 
 export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  let bytes: Buffer;
+  return parseSafetensors(await readFileBytes(file), file);
+}
+
+/** A whole file's bytes; a failure names the file and the system's code (ENOENT, EACCES, …). */
+export async function readFileBytes(file: string): Promise<Buffer> {
   try {
-    bytes = await fs.promises.readFile(file);
+    return await fs.promises.readFile(file);
   } catch (error) {
     throw new Error(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  return parseSafetensors(bytes, file);
 }
 
 /** Serialises tensors (in the given order) and optional string metadata. */
