@@ -3,6 +3,7 @@
 // by something else gives a CheckpointError naming the file and the field, never a run that trains
 // from a nonsensical position.
 import type { NativeTrainState } from './native';
+import { EPOCH_RECORD_FIELDS } from './run-files';
 
 /** A checkpoint that cannot be used (exit code 1 in the CLI: a bad file, found while running). */
 export class CheckpointError extends Error {
@@ -23,10 +24,8 @@ type StoredTrainState = Omit<SavedTrainState, 'position'> & {
   position: Omit<SavedTrainState['position'], 'lossSum' | 'pendingLoss'> & { lossSum: number | null; pendingLoss: number | null };
 };
 
-/** The fields of one history record (lib/trainer.ts's EpochRecord), each a number or null (JSON's NaN). */
-const RECORD_FIELDS = [
-  'epoch', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'lr', 'lossScale', 'seconds', 'imagesPerSecond', 'skippedSteps',
-] as const;
+/** The fields of one history record, each a number or null (JSON's NaN). */
+const RECORD_FIELDS = EPOCH_RECORD_FIELDS;
 
 const MODEL_NAMES = ['xception', 'inception_v3'];
 

@@ -25,8 +25,10 @@ export { createRng, permutation } from './random';
 export { defaultCacheDir } from './cache-dir';
 export { DeviceDataset, REFERENCE_PREPROCESSING } from './datasets';
 export type { Preprocessing, Batch, Augmentation } from './datasets';
-export { Trainer } from './trainer';
-export type { TrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent } from './trainer';
+export { Trainer, resolveTrainerOptions, TRAINER_DEFAULTS } from './trainer';
+export type {
+  TrainerOptions, ResolvedTrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent,
+} from './trainer';
 export { GradScaler } from './grad-scaler';
 export type { GradScalerOptions, GradScalerState } from './grad-scaler';
 export { TensorBoardWriter, type TensorBoardWriterOptions } from './report/tensorboard';

@@ -5,6 +5,7 @@ import { fromNative, ModelError } from './errors';
 import { LIMITS } from './limits';
 import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
 import { LoadWeightsOptions, LoadWeightsResult, matchWeights, readWeightsFile } from './weights/load-weights';
+import { resolveDevice } from './runtime';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
 export type ModelName = 'xception' | 'inception_v3';
@@ -229,7 +230,7 @@ abstract class NativeBackedModel implements Model {
 
   to(device: Device): this {
     this.checkNotTraining('to()');
-    const resolved = device === 'auto' ? (native().info().cudaAvailable ? 'cuda' : 'cpu') : device;
+    const resolved = resolveDevice(device);
     this.native((h) => h.to(resolved));
     return this;
   }
@@ -284,6 +285,11 @@ abstract class NativeBackedModel implements Model {
   /** The smallest height and width forward() accepts. */
   minInputSize(): number {
     return this.handle.minInputSize();
+  }
+
+  /** The smallest training crop: minInputSize(), unless a training-only head needs more. */
+  minTrainingInputSize(): number {
+    return this.minInputSize();
   }
 
   /** Frees the native weights now rather than at garbage collection. Further calls throw. */
@@ -346,6 +352,14 @@ export class InceptionV3 extends NativeBackedModel {
     };
     super('inception_v3', resolved);
     this.options = Object.freeze(resolved);
+  }
+
+  /**
+   * 299 with the auxiliary classifier: torchvision's aux head pools Mixed_6e's 17x17 map with a 5x5
+   * window of stride 3 and then needs 5x5, which smaller crops do not leave.
+   */
+  override minTrainingInputSize(): number {
+    return this.options.auxLogits ? 299 : this.minInputSize();
   }
 }
 

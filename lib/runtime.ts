@@ -65,6 +65,12 @@ export function loadedCudaLibraries(maps?: string): string[] {
   return [...found].sort();
 }
 
+/** A device as libtorch names it: 'auto' is CUDA where libtorch sees a GPU, else the CPU. */
+export function resolveDevice(device: string, cudaAvailable?: boolean): string {
+  if (device !== 'auto') return device;
+  return (cudaAvailable ?? native().info().cudaAvailable) ? 'cuda' : 'cpu';
+}
+
 /** Sets the CPU thread count libtorch uses for the work this package starts. */
 export function setNumThreads(threads: number): void {
   if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer; got ${threads}`);

@@ -183,7 +183,7 @@ describe('xception-torch train: options and errors', () => {
       ['--image-size <n>', '299'], ['--resize <n>', '320'], ['--val-size <n>', '5000'], ['--seed <n>', '0'],
       ['--threads <n>', 'all cores'], ['--out <dir>', 'runs/<model>-<timestamp>'],
     ]) {
-      const entry = entries.find((e) => e.startsWith(option));
+      const entry = entries.find((e) => e.startsWith(option) || e.startsWith(`-b, ${option}`));
       expect({ option, entry }).toEqual({ option, entry: expect.stringContaining(`default: ${value}`) });
     }
     expect(help).toContain('--quick');

@@ -55,8 +55,8 @@ describe('options refused before any work (exit 2, one line)', () => {
   });
 
   it('the Trainer refuses the same values from code', () => {
-    expect(() => new Trainer(tiny('x', { batchSize: 1 }))).toThrow(/batchSize must be at least 2/);
-    expect(() => new Trainer(tiny('x', { trainLimit: 1 }))).toThrow(/trainLimit must be at least 2/);
+    expect(() => new Trainer(tiny('x', { batchSize: 1 }))).toThrow(/batchSize must be an integer of at least 2/);
+    expect(() => new Trainer(tiny('x', { trainLimit: 1 }))).toThrow(/trainLimit must be an integer of at least 2/);
     expect(() => new Trainer(tiny('x', { threads: 5000 }))).toThrow(/threads must be at most/);
     expect(() => new Trainer(tiny('x', { preprocessing: { crop: 100_000 } }))).toThrow(/preprocessing.crop must be at most 2048/);
     expect(() => new Trainer(tiny('x', { synthetic: { trainSize: 1e9 } }))).toThrow(/synthetic.trainSize must be at most/);

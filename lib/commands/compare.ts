@@ -20,7 +20,8 @@ import { formatComparisonMarkdown, formatComparisonTable } from '../report/compa
 import { formatDuration } from '../report/progress';
 import type { TopLevelSpec } from 'vega-lite';
 import { runtimeInfo, setNumThreads } from '../runtime';
-import { defaultRunDir, EpochRecord, Trainer } from '../trainer';
+import type { EpochRecord } from '../run-files';
+import { defaultRunDir, resolveTrainerOptions, ResolvedTrainerOptions } from '../trainer';
 import { integer, UsageError } from './options';
 import { COMMAND_FILE, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import {
@@ -143,8 +144,16 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
   if (shared.threads) setNumThreads(shared.threads);
 
   // Counting is quick and checks that each model takes the image size, before anything long starts.
-  const costs = await quitOnInterrupt(async () => runs.map((r) => modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize)));
-  const resolved = new Trainer(toTrainerOptions(shared)).resolvedOptions();
+  const costs = await quitOnInterrupt(async () => runs.map((r) => {
+    try {
+      return modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize);
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      const aux = r.settings.model === 'inception_v3' && r.settings.auxLogits ? " (for Inception V3's auxiliary classifier; add --no-aux-logits)" : '';
+      throw new UsageError(`--image-size: ${error.message}${aux}`);
+    }
+  }));
+  const resolved = resolveTrainerOptions(toTrainerOptions(shared));
   const runtime = runtimeInfo();
   const title = kind === 'models' ? 'Xception vs Inception V3' : `Xception: activation between depthwise and pointwise (${activations.join(', ')})`;
   const comparison: Comparison = {
@@ -217,7 +226,7 @@ async function lastCheckpoint(runDir: string): Promise<SavedRun | undefined> {
   return last ? readSavedRun(last) : undefined;
 }
 
-function setupLine(mode: ComparisonMode, s: TrainSettings, resolved: Record<string, unknown>, opts: Record<string, unknown>): string {
+function setupLine(mode: ComparisonMode, s: TrainSettings, resolved: ResolvedTrainerOptions, opts: Record<string, unknown>): string {
   if (mode === 'params-only') return `${s.numClasses} classes, ${s.imageSize}x${s.imageSize} input`;
   if (mode === 'throughput') {
     const precision = resolved.amp === 'off' ? 'fp32' : `${String(resolved.amp)} autocast`;
@@ -228,7 +237,7 @@ function setupLine(mode: ComparisonMode, s: TrainSettings, resolved: Record<stri
 }
 
 async function measureRuns(
-  runs: PlannedRun[], rows: ComparisonRow[], opts: Record<string, unknown> & { resolved: Record<string, unknown> }, log: (line: string) => void,
+  runs: PlannedRun[], rows: ComparisonRow[], opts: Record<string, unknown> & { resolved: ResolvedTrainerOptions }, log: (line: string) => void,
 ): Promise<void> {
   const device = String(opts.resolved.device);
   for (const [i, run] of runs.entries()) {

@@ -5,8 +5,7 @@ import * as path from 'path';
 import { findCheckpoint, readCheckpointState } from '../checkpoint';
 import { describeTakeOver, withRunLock } from '../run-lock';
 import type { SyntheticDatasetOptions } from '../datasets';
-import type { ModelName } from '../models';
-import type { EpochRecord } from '../trainer';
+import type { RunMeta } from '../run-files';
 
 export const COMMAND_FILE = 'command.json';
 
@@ -19,16 +18,8 @@ export interface CommandRecord {
   synthetic?: SyntheticDatasetOptions;
 }
 
-/** The checkpoint meta the Trainer writes (lib/trainer.ts). */
-export interface SavedMeta {
-  model: ModelName;
-  modelOptions: Record<string, unknown>;
-  /** The resolved options (Trainer.resolvedOptions()). */
-  options: Record<string, unknown>;
-  history: EpochRecord[];
-  bestValAccuracy: number;
-  bestEpoch?: number;
-}
+/** The checkpoint meta the Trainer writes. */
+export type SavedMeta = RunMeta;
 
 export interface SavedRun {
   /** The checkpoint folder (holding model.safetensors and state.safetensors). */

@@ -8,11 +8,12 @@ import * as path from 'path';
 import { writeFileAtomic } from '../atomic-write';
 import { findCheckpoint } from '../checkpoint';
 import type { SyntheticDatasetOptions } from '../datasets';
+import { defaultResize, REFERENCE_PREPROCESSING } from '../datasets/device-dataset';
 import { Device, MODEL_NAMES, ModelName } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
 import { PROJECT_ROOT } from '../paths';
 import { runtimeInfo } from '../runtime';
-import { AmpOption, History, Trainer, TrainerOptions } from '../trainer';
+import { AmpOption, History, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
 import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import { LIMITS, maxThreads } from '../limits';
@@ -60,9 +61,6 @@ export const QUICK: Readonly<Partial<TrainSettings>> = Object.freeze<Partial<Tra
   amp: 'off',
 });
 
-/** The smallest input each model takes, as its minInputSize() reports. */
-export const MIN_IMAGE_SIZE: Readonly<Record<ModelName, number>> = Object.freeze({ xception: 7, inception_v3: 75 });
-
 /** Classes in the built-in datasets (CIFAR-10 and the synthetic one). */
 const DATASET_CLASSES = 10;
 
@@ -93,29 +91,29 @@ export function addTrainOptions(
   const choice = (flags: string, description: string, choices: readonly string[], fallback: string) =>
     cmd.addOption(new Option(flags, description).choices(choices).default(fallback));
   if (o.model ?? true) choice('--model <name>', 'model', MODEL_NAMES, 'xception');
-  choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], 'cifar10');
+  choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], TRAINER_DEFAULTS.dataset);
   cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
-  cmd.option('--epochs <n>', 'epochs', integer(1), 10);
-  cmd.option('--batch-size <n>', 'batch size (at least 2: BatchNorm needs two images per training batch)', integer(LIMITS.minTrainBatch), 128);
-  cmd.addOption(new Option('--lr <x>', 'learning rate').argParser(decimal({ min: 0, minExclusive: true })).default(1e-3, '1e-3'));
-  choice('--optimizer <name>', 'optimizer', ['adam', 'adamw'], 'adam');
-  cmd.option('--weight-decay <x>', 'weight decay (L2 for adam, decoupled for adamw)', decimal({ min: 0 }), 0);
-  choice('--schedule <name>', 'learning-rate schedule', ['constant', 'cosine'], 'constant');
-  cmd.option('--label-smoothing <x>', 'label smoothing of the cross-entropy loss', decimal({ min: 0, max: 1, maxExclusive: true }), 0);
-  choice('--amp <mode>', 'mixed precision: auto is fp16 on CUDA, off on the CPU', ['auto', 'fp16', 'bf16', 'off'], 'auto');
-  cmd.addOption(new Option('--device <device>', 'auto, cpu, cuda or cuda:N (auto: CUDA when available)').argParser(device).default('auto'));
-  cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1, LIMITS.imageSize), 299);
+  cmd.option('--epochs <n>', 'epochs', integer(1), TRAINER_DEFAULTS.epochs);
+  cmd.option('-b, --batch-size <n>', 'batch size (at least 2: BatchNorm needs two images per training batch)', integer(LIMITS.minTrainBatch), TRAINER_DEFAULTS.batchSize);
+  cmd.addOption(new Option('--lr <x>', 'learning rate').argParser(decimal({ min: 0, minExclusive: true })).default(TRAINER_DEFAULTS.optimizer.lr, TRAINER_DEFAULTS.optimizer.lr.toExponential()));
+  choice('--optimizer <name>', 'optimizer', ['adam', 'adamw'], TRAINER_DEFAULTS.optimizer.type);
+  cmd.option('--weight-decay <x>', 'weight decay (L2 for adam, decoupled for adamw)', decimal({ min: 0 }), TRAINER_DEFAULTS.optimizer.weightDecay);
+  choice('--schedule <name>', 'learning-rate schedule', ['constant', 'cosine'], TRAINER_DEFAULTS.schedule);
+  cmd.option('--label-smoothing <x>', 'label smoothing of the cross-entropy loss', decimal({ min: 0, max: 1, maxExclusive: true }), TRAINER_DEFAULTS.labelSmoothing);
+  choice('--amp <mode>', 'mixed precision: auto is fp16 on CUDA, off on the CPU', ['auto', 'fp16', 'bf16', 'off'], TRAINER_DEFAULTS.amp);
+  cmd.addOption(new Option('--device <device>', 'auto, cpu, cuda or cuda:N (auto: CUDA when available)').argParser(device).default(TRAINER_DEFAULTS.device));
+  cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1, LIMITS.imageSize), REFERENCE_PREPROCESSING.crop);
   cmd.addOption(new Option('--resize <n>', 'training resize before the crop; evaluation resizes to --image-size')
-    .argParser(integer(1, LIMITS.imageSize)).default(320, '320, or floor(320 * image size / 299) with --image-size'));
+    .argParser(integer(1, LIMITS.imageSize)).default(REFERENCE_PREPROCESSING.resize, `${REFERENCE_PREPROCESSING.resize}, or floor(${REFERENCE_PREPROCESSING.resize} * image size / ${REFERENCE_PREPROCESSING.crop}) with --image-size`));
   choice('--activation <name>', 'Xception: activation between depthwise and pointwise', ['none', 'relu', 'elu'], 'none');
   choice('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant", ['paper', 'notebook'], 'paper');
-  cmd.option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), 10);
+  cmd.option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), TRAINER_DEFAULTS.numClasses);
   cmd.option('--no-aux-logits', 'Inception V3: without the auxiliary classifier (needed below --image-size 299)');
-  cmd.option('--aux-weight <x>', 'Inception V3: weight of the auxiliary loss', decimal({ min: 0 }), 0.4);
-  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1, LIMITS.syntheticImages), 5000);
+  cmd.option('--aux-weight <x>', 'Inception V3: weight of the auxiliary loss', decimal({ min: 0 }), TRAINER_DEFAULTS.auxLossWeight);
+  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1, LIMITS.syntheticImages), TRAINER_DEFAULTS.valSize);
   cmd.option('--train-limit <n>', 'use only the first N training images (default: all)', integer(LIMITS.minTrainBatch));
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
-  cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), 0);
+  cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), TRAINER_DEFAULTS.seed);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1, maxThreads()));
   cmd.option('--no-fused-adam', 'CUDA: run Adam per tensor instead of the fused kernels (a fallback; no effect on the CPU)');
   cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)', folder);
@@ -182,7 +180,7 @@ export function resolveTrainSettings(
     rank.set(key, r);
   }
   // A resize from a weaker source than the crop size follows the crop at the reference ratio.
-  if (rank.get('resize')! < rank.get('imageSize')!) s.resize = Math.floor((320 * (s.imageSize as number)) / 299);
+  if (rank.get('resize')! < rank.get('imageSize')!) s.resize = defaultResize(s.imageSize as number);
   let synthetic = quick.synthetic ?? saved?.synthetic;
   if (rank.get('valSize') === 3 && s.dataset === 'synthetic') synthetic = { ...synthetic, valSize: s.valSize as number };
   const settings = { ...s, synthetic } as TrainSettings;
@@ -190,12 +188,8 @@ export function resolveTrainSettings(
   return settings;
 }
 
+/** What the options alone can tell; what the model accepts (smallest crop, aux head) the Trainer asks it. */
 function validateSettings(s: TrainSettings): void {
-  const min = MIN_IMAGE_SIZE[s.model];
-  if (s.imageSize < min) throw new UsageError(`--image-size must be at least ${min} for ${s.model}, got ${s.imageSize}`);
-  if (s.model === 'inception_v3' && s.auxLogits && s.imageSize < 299) {
-    throw new UsageError(`Inception V3's auxiliary classifier needs --image-size 299 or more (got ${s.imageSize}); add --no-aux-logits`);
-  }
   if (s.resize < s.imageSize) throw new UsageError(`--resize (${s.resize}) must be at least --image-size (${s.imageSize})`);
   if (s.numClasses < DATASET_CLASSES) {
     throw new UsageError(`--num-classes must be at least ${DATASET_CLASSES}: ${s.dataset} has ${DATASET_CLASSES} classes`);
@@ -250,7 +244,7 @@ export function describeModel(s: TrainSettings): string {
 }
 
 /** The data and training setup: dataset, crops, batch, epochs, optimizer, device, precision, seed. */
-export function describeSetup(s: TrainSettings, resolved: Record<string, unknown>): string {
+export function describeSetup(s: TrainSettings, resolved: ResolvedTrainerOptions): string {
   const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
   return `${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
     `batch ${s.batchSize}, ${s.epochs} epoch${s.epochs === 1 ? '' : 's'}, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
@@ -334,6 +328,12 @@ export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Pro
   } catch (error) {
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
   }
+  // What the model accepts (its smallest crop, Inception's aux head) is a usage error, found before
+  // anything is printed or locked.
+  await trainer.buildModel().catch((error: unknown) => {
+    trainer.dispose();
+    throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
+  });
   return lockRunFolder(trainer.outDir, () => trainInFolder(trainer, settings, o));
 }
 
@@ -365,7 +365,7 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
     console.log(`${start}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}`);
     console.log(`run folder: ${outDir}`);
     process.on('SIGINT', onSigint);
-    // Load the data and build the model first, so that a missing dataset leaves no run folder.
+    // Load the data first, so that a missing dataset leaves no command.json.
     await trainer.getModel();
     await writeCommandRecord(outDir, o.argv, settings, o.saved?.command);
     // From here fit() reaches its loop at once and honours the signal; before, Ctrl-C just quits.

@@ -3,6 +3,7 @@
 import { native, NativeBatch, NativeDatasetHandle } from '../native';
 import type { Device, TensorData } from '../models';
 import type { ImageSet } from './types';
+import { resolveDevice } from '../runtime';
 
 export interface Preprocessing {
   /** Training: resize the images to this size first (torchvision Resize, bilinear). Default 320. */
@@ -32,11 +33,15 @@ export const REFERENCE_PREPROCESSING: Readonly<Required<Preprocessing>> = Object
   strategy: 'auto',
 });
 
+/** The training resize for a crop size when none is given: the reference ratio 320 : 299. */
+export function defaultResize(crop: number): number {
+  return Math.floor((REFERENCE_PREPROCESSING.resize * crop) / REFERENCE_PREPROCESSING.crop);
+}
+
 export function resolvePreprocessing(p: Preprocessing = {}): Required<Preprocessing> {
   const crop = p.crop ?? REFERENCE_PREPROCESSING.crop;
   return {
-    // Without an explicit resize, keep the reference ratio 320 : 299 for other crop sizes.
-    resize: p.resize ?? Math.max(crop, Math.floor((REFERENCE_PREPROCESSING.resize * crop) / REFERENCE_PREPROCESSING.crop)),
+    resize: p.resize ?? defaultResize(crop),
     evalResize: p.evalResize ?? crop,
     crop,
     flip: p.flip ?? REFERENCE_PREPROCESSING.flip,
@@ -62,7 +67,7 @@ export class DeviceDataset {
 
   /** Copies the images to `device` once, as uint8. */
   static fromImageSet(set: ImageSet, device: Device = 'cpu'): DeviceDataset {
-    const resolved = device === 'auto' ? (native().info().cudaAvailable ? 'cuda' : 'cpu') : device;
+    const resolved = resolveDevice(device);
     const shape = [set.count, set.channels, set.height, set.width];
     return new DeviceDataset(new (native().NativeDataset)(set.images, set.labels, shape, resolved));
   }

@@ -1,7 +1,7 @@
 // The comparison's charts as Vega-Lite specs: training curves (one run, or several overlaid) and
 // bars of what each run costs. lib/report/render-chart.ts turns a spec into SVG and PNG.
 import type { TopLevelSpec } from 'vega-lite';
-import type { EpochRecord } from '../trainer';
+import type { EpochRecord } from '../run-files';
 
 /** One run's per-epoch history, under the label the chart shows. */
 export interface CurveSeries {

@@ -1,9 +1,7 @@
 // history.csv: one row per epoch, for spreadsheets and plotting tools.
-import type { EpochRecord } from '../trainer';
+import { EPOCH_RECORD_FIELDS, EpochRecord } from '../run-files';
 
-const COLUMNS: Array<keyof EpochRecord> = [
-  'epoch', 'trainLoss', 'trainAccuracy', 'valLoss', 'valAccuracy', 'lr', 'lossScale', 'seconds', 'imagesPerSecond', 'skippedSteps',
-];
+const COLUMNS: ReadonlyArray<keyof EpochRecord> = EPOCH_RECORD_FIELDS;
 
 export function formatHistoryCsv(history: readonly EpochRecord[]): string {
   const rows = history.map((r) => COLUMNS.map((c) => String(r[c])).join(','));

@@ -1,7 +1,8 @@
 // Training progress for the terminal: a cli-progress bar per epoch on a TTY, otherwise at most
 // about ten plain lines per epoch; and the one-line summary after each epoch.
 import { SingleBar } from 'cli-progress';
-import type { BatchEvent, EpochRecord } from '../trainer';
+import type { EpochRecord } from '../run-files';
+import type { BatchEvent } from '../trainer';
 import { fixed } from './format';
 
 /** 75 -> "1:15", 3725 -> "1:02:05". */
