@@ -6,32 +6,12 @@ import * as os from 'os';
 import * as path from 'path';
 import { crc32c, maskedCrc32c, TensorBoardWriter } from '../lib/report/tensorboard';
 import { PYTHON } from './helpers/python';
+import { JsonFloat, READER, readEvents, runReader } from './helpers/tfevents';
 
 const ROOT = path.join(__dirname, '..');
-const READER = path.join(__dirname, 'oracle', 'tfevents.py');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-torch-tensorboard-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-type JsonFloat = number | 'NaN' | 'Infinity' | '-Infinity';
-interface Event {
-  wall_time?: JsonFloat;
-  step?: number;
-  file_version?: string;
-  summary?: { value: { tag: string; simple_value: JsonFloat }[] };
-}
-interface EventFile { records: Event[]; tail_bytes: number }
-
-function runReader(files: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(PYTHON, [READER, ...files], { encoding: 'utf8' });
-  if (r.error) throw new Error(`tfevents.py needs ${PYTHON} (any Python 3, standard library only): ${r.error.message}`);
-  return r;
-}
-
-function readEvents(...files: string[]): EventFile[] {
-  const r = runReader(files);
-  if (r.status !== 0) throw new Error(`tfevents.py failed (exit ${r.status}):\n${r.stderr}`);
-  return JSON.parse(r.stdout) as EventFile[];
-}
 
 /** How the reader writes a float32: finite ones as numbers, the others by name. */
 function asRead(value: number): JsonFloat {
