@@ -16,6 +16,8 @@ import * as path from 'path';
 import { PROJECT_ROOT } from './paths';
 import { LIMITS, maxThreads } from './limits';
 import { fixed } from './report/format';
+import { DATA_ENVIRONMENT, helpFooter } from './commands/help';
+import { TRAINER_DEFAULTS } from './trainer-options';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
 
@@ -30,6 +32,12 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   addTrainOptions(program
     .command('train')
     .description('train a model; writes history, metrics and checkpoints to the run folder (Ctrl-C: checkpoint and stop)'))
+    .addHelpText('after', helpFooter([
+      'xception-torch train --quick # a small synthetic CPU run, about a minute',
+      'xception-torch train --model inception_v3 --epochs 20 -b 64 # CIFAR-10 (downloaded once)',
+      'xception-torch train --data-dir ~/data --image-size 96 --out runs/x96',
+      'xception-torch train --resume --out runs/x96 --epochs 30 # continue, then train on',
+    ], DATA_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
       result.exitCode = await runTrain(opts, cmd, argv);
     });
@@ -37,6 +45,10 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   addEvaluateOptions(program
     .command('evaluate')
     .description("evaluate a checkpoint on the run's test (or validation) split; writes evaluation-<split>.json to the run folder"))
+    .addHelpText('after', helpFooter([
+      'xception-torch evaluate --checkpoint runs/x96 # its best checkpoint, test split',
+      'xception-torch evaluate --checkpoint runs/x96/checkpoints/last --split val --json',
+    ], DATA_ENVIRONMENT))
     .action(async (opts) => {
       result.exitCode = await runEvaluate(opts);
     });
@@ -44,6 +56,12 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   addCompareOptions(program
     .command('compare')
     .description('Xception vs Inception V3 (or Xception per --activations): train and test each with the same options, or --throughput, or --params-only; writes compare.json, compare.md and figures'))
+    .addHelpText('after', helpFooter([
+      'xception-torch compare --params-only # parameters and MACs, in seconds',
+      'xception-torch compare --quick --out runs/cmp # both models on a small synthetic set',
+      'xception-torch compare --throughput --image-size 96 -b 8',
+      'xception-torch compare --activations none,relu,elu --quick',
+    ], DATA_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
       result.exitCode = await runCompare(opts, cmd, argv);
     });
@@ -51,8 +69,13 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   program
     .command('summary')
     .description('print the layer table and parameter count of a model')
+    .addHelpText('after', helpFooter([
+      'xception-torch summary # Xception for CIFAR-10: 20,827,442 parameters',
+      'xception-torch summary --model inception_v3 --num-classes 1000 --json',
+      'xception-torch summary --middle-blocks 4 --image-size 96',
+    ]))
     .addOption(new Option('--model <name>', 'model').choices(MODEL_NAMES).default('xception'))
-    .option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), 1000)
+    .option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), TRAINER_DEFAULTS.numClasses)
     .option('--image-size <n>', 'input height and width', integer(1, LIMITS.imageSize), 299)
     .addOption(new Option('--activation <name>', 'Xception: activation between depthwise and pointwise').choices(['none', 'relu', 'elu']).default('none'))
     .addOption(new Option('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant").choices(['paper', 'notebook']).default('paper'))
@@ -87,6 +110,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   program
     .command('doctor')
     .description('show the libtorch the addon uses, CUDA/cuDNN availability and CPU threads')
+    .addHelpText('after', helpFooter(['xception-torch doctor', 'xception-torch doctor --json']))
     .option('--threads <n>', 'CPU threads to report/use', integer(1, maxThreads()))
     .option('--json', 'print JSON')
     .action((opts) => {
@@ -119,6 +143,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
   program
     .command('download')
     .description('download CIFAR-10 (checked against its MD5) into the cache or --data-dir, unless it is already there')
+    .addHelpText('after', helpFooter(['xception-torch download', 'xception-torch download --data-dir ~/data --quiet'], DATA_ENVIRONMENT))
     .option('--data-dir <dir>', 'folder holding cifar-10-batches-bin/, or that folder itself (default: the cache, ~/.cache/xception-torch)')
     .option('--quiet', 'no progress output')
     .action(async (opts) => {

@@ -77,7 +77,8 @@ describe('xception-torch CLI', () => {
   it('--help documents each option with its default', () => {
     const r = run('summary', '--help');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/--num-classes <n>.*\(default: 1000\)/);
+    expect(r.stdout).toMatch(/--num-classes <n>.*\(default: 10\)/);
+    expect(r.stdout).toMatch(/Examples:\n {2}\$ xception-torch summary/);
     expect(r.stdout).toMatch(/--image-size <n>.*\(default: 299\)/);
   });
 });
