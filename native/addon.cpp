@@ -454,7 +454,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeTrainer", define_native_trainer(env));
-  define_optimizer_steps(env, exports);
+  exports.Set("benchmarkSteps", define_benchmark_steps(env));
+  define_test_hooks(env, exports);
   return exports;
 }
 

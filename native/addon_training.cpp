@@ -1,11 +1,10 @@
 // The N-API surface of training: NativeTrainer runs epochs and evaluations of a model on a
 // dataset on a worker thread, reports progress through a thread-safe function, and exposes the
-// optimizer, scaler and position state that checkpoints save.
-#include <chrono>
+// optimizer, scaler and position state that checkpoints save; benchmarkSteps times a model's
+// steps (TrainingSession::benchmark). The optimizer's test hooks are in addon_test_hooks.cpp.
 #include <cmath>
 #include <memory>
 
-#include "cuda_support.h"
 #include "napi_support.h"
 #include "training.h"
 
@@ -349,137 +348,29 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   std::unique_ptr<ExternalMemory> memory_;
 };
 
-// ---- single steps of the optimizer and the scaler, for checking them against PyTorch ------------
-
-std::vector<torch::Tensor> float_tensors(const Napi::Value& value, const char* what) {
-  if (!value.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of { shape, data: Float32Array }");
-  auto list = value.As<Napi::Array>();
-  std::vector<torch::Tensor> out;
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    auto o = list.Get(i).As<Napi::Object>();
-    const auto shape = shape_of(o.Get("shape"));
-    if (!o.Get("data").IsTypedArray() || o.Get("data").As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw std::invalid_argument(std::string(what) + ": data must be a Float32Array");
-    }
-    auto data = o.Get("data").As<Napi::Float32Array>();
-    int64_t numel = 1;
-    for (auto d : shape) numel *= d;
-    if (numel != static_cast<int64_t>(data.ElementLength())) throw std::invalid_argument(std::string(what) + ": data does not match shape");
-    out.push_back(torch::from_blob(data.Data(), shape, torch::kFloat).clone());
-  }
-  return out;
-}
-
-Napi::Array float_list(Napi::Env env, const std::vector<torch::Tensor>& tensors) {
-  auto out = Napi::Array::New(env, tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    auto o = Napi::Object::New(env);
-    o.Set("shape", js_shape(env, tensors[i].sizes()));
-    o.Set("data", float32_array(env, tensors[i].to(torch::kCPU).contiguous().clone()));
-    out.Set(static_cast<uint32_t>(i), o);
-  }
-  return out;
-}
-
-// adamStep({ params, grads, expAvg, expAvgSq, steps, lr, beta1, beta2, eps, weightDecay, decoupled, device })
-//   -> { params, expAvg, expAvgSq, steps, fused }: one step of the training loop's Adam on `device`
-//   (default 'cpu'; on CUDA the fused kernels where libtorch has them).
-Napi::Value AdamStep(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto o = info[0].As<Napi::Object>();
-    auto params = float_tensors(o.Get("params"), "params");
-    auto grads = float_tensors(o.Get("grads"), "grads");
-    auto exp_avg = float_tensors(o.Get("expAvg"), "expAvg");
-    auto exp_avg_sq = float_tensors(o.Get("expAvgSq"), "expAvgSq");
-    const auto device = parse_device(string_option(o, "device", "cpu"));
-    for (auto* list : {&params, &grads, &exp_avg, &exp_avg_sq}) {
-      for (auto& t : *list) t = t.to(device);
-    }
-    if (grads.size() != params.size() || exp_avg.size() != params.size() || exp_avg_sq.size() != params.size()) {
-      throw std::invalid_argument("params, grads, expAvg and expAvgSq must have the same length");
-    }
-    AdamOptions options;
-    options.lr = number_option(o, "lr", options.lr);
-    options.beta1 = number_option(o, "beta1", options.beta1);
-    options.beta2 = number_option(o, "beta2", options.beta2);
-    options.eps = number_option(o, "eps", options.eps);
-    options.weight_decay = number_option(o, "weightDecay", options.weight_decay);
-    options.decoupled_weight_decay = bool_option(o, "decoupled", false);
-    std::vector<std::pair<std::string, torch::Tensor>> named;
-    std::map<std::string, torch::Tensor> state;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const auto name = std::to_string(i);
-      params[i].mutable_grad() = grads[i];
-      named.emplace_back(name, params[i]);
-      state["exp_avg." + name] = exp_avg[i];
-      state["exp_avg_sq." + name] = exp_avg_sq[i];
-    }
-    Adam adam(named, options);
-    adam.load_state(state, int_option(o, "steps", 0));
-    adam.step(options.lr);
-    std::vector<torch::Tensor> new_avg, new_avg_sq;
-    for (const auto& kv : adam.state()) (kv.first.rfind("exp_avg_sq.", 0) == 0 ? new_avg_sq : new_avg).push_back(kv.second);
-    Napi::Env env = info.Env();
-    auto out = Napi::Object::New(env);
-    out.Set("params", float_list(env, params));
-    out.Set("expAvg", float_list(env, new_avg));
-    out.Set("expAvgSq", float_list(env, new_avg_sq));
-    out.Set("steps", static_cast<double>(adam.steps()));
-    out.Set("fused", adam.fused());
-    return out;
-  });
-}
-
-// gradScalerStep({ grads, scale, growthTracker, skippedSteps, growthFactor, backoffFactor, growthInterval, device })
-//   -> { grads (unscaled), foundInf, scale, growthTracker, skippedSteps }: the training loop's
-//   unscale + update around one optimizer step, on `device` (default 'cpu'; CUDA: the ATen kernels).
-Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto o = info[0].As<Napi::Object>();
-    auto grads = float_tensors(o.Get("grads"), "grads");
-    const auto device = parse_device(string_option(o, "device", "cpu"));
-    for (auto& g : grads) g = g.to(device);
-    GradScalerOptions options;
-    options.init_scale = number_option(o, "scale", options.init_scale);
-    options.growth_factor = number_option(o, "growthFactor", options.growth_factor);
-    options.backoff_factor = number_option(o, "backoffFactor", options.backoff_factor);
-    options.growth_interval = int_option(o, "growthInterval", options.growth_interval);
-    GradScaler scaler(options, device);
-    scaler.set_state(options.init_scale, int_option(o, "growthTracker", 0), int_option(o, "skippedSteps", 0));
-    scaler.unscale(grads);
-    const bool found_inf = scaler.found_inf();
-    scaler.update();
-    Napi::Env env = info.Env();
-    auto out = Napi::Object::New(env);
-    out.Set("grads", float_list(env, grads));
-    out.Set("foundInf", found_inf);
-    out.Set("scale", scaler.scale_value());
-    out.Set("growthTracker", static_cast<double>(scaler.growth_tracker()));
-    out.Set("skippedSteps", static_cast<double>(scaler.skipped_steps()));
-    return out;
-  });
-}
-
 // benchmarkSteps(model, { batch, size, warmup, steps, train, amp, channelsLast })
-//   -> Promise<{ seconds, images, peakMemory? }>: timed training steps (the training loop's own
-// step: forward under autocast, cross-entropy (+ aux), scaled backward, Adam, scale update) or eval
-// forward passes on one fixed random batch, for side-by-side comparisons with PyTorch (bench/).
-// On CUDA, peakMemory is the caching allocator's peak over the timed and warm-up steps.
+//   -> Promise<{ seconds, images, peakMemory? }>: TrainingSession::benchmark on a worker thread
+// (timed training steps or eval forward passes on one fixed random batch, for side-by-side
+// comparisons with PyTorch in bench/). On CUDA, peakMemory is the caching allocator's peak over
+// the timed and warm-up steps.
 Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto model = model_access(info[0]);
     if (info.Length() < 2 || !info[1].IsObject()) throw std::invalid_argument("benchmarkSteps(model, { batch, size, warmup, steps, train })");
     auto o = info[1].As<Napi::Object>();
-    const int64_t batch = int_option(o, "batch", 8), size = int_option(o, "size", 96);
-    const int64_t warmup = int_option(o, "warmup", 2), steps = int_option(o, "steps", 5);
-    const bool train = bool_option(o, "train", true);
-    if (batch < 2 || steps < 1 || warmup < 0) throw std::invalid_argument("batch must be at least 2, steps positive, warmup >= 0");
+    const int64_t batch = int_option(o, "batch", 8);
+    BenchmarkOptions options;
+    options.image_size = int_option(o, "size", options.image_size);
+    options.warmup = int_option(o, "warmup", options.warmup);
+    options.steps = int_option(o, "steps", options.steps);
+    options.train = bool_option(o, "train", options.train);
+    if (batch < 2 || options.steps < 1 || options.warmup < 0) throw std::invalid_argument("batch must be at least 2, steps positive, warmup >= 0");
     TrainConfig config;
     config.batch_size = batch;
     config.amp = amp_of(string_option(o, "amp", "off"));
     config.scaler.enabled = config.amp == AmpMode::FP16;
     config.channels_last = bool_option(o, "channelsLast", false);
-    model.net->check_input_shape({batch, 3, size, size});
+    model.net->check_input_shape({batch, 3, options.image_size, options.image_size});
     if (config.amp == AmpMode::FP16 && model.device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
     if (model.busy->load() > 0) throw std::runtime_error("the model is busy with another job");
     (*model.busy)++;
@@ -488,41 +379,15 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
     const auto device = model.device;
     return AsyncTask::Start(
         info.Env(),
-        [net, device, config, size, warmup, steps, train]() -> AsyncTask::Finish {
-          const int64_t batch = config.batch_size;
-          auto x = torch::randn({batch, 3, size, size}, torch::TensorOptions().device(device));
-          if (config.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-          const int64_t classes = net->named_parameters()["fc.weight"].size(0);
-          auto y = torch::randint(0, classes, {batch}, torch::TensorOptions().dtype(torch::kLong).device(device));
-          const bool was_training = net->is_training();
+        [net, device, config, options]() -> AsyncTask::Finish {
           // The session converts the weights to channels_last when asked, as training does.
-          TrainingSession session(net, config, device, batch);
-          net->train(train);
-          auto run_step = [&] {
-            if (train) {
-              session.train_step(x, y, config.optimizer.lr);
-            } else {
-              c10::InferenceMode inference;
-              AutocastGuard autocast(device.type(), config.amp);
-              net->forward_all(x);
-            }
-          };
-          if (device.is_cuda()) reset_cuda_peak_memory(device.index() < 0 ? 0 : device.index());
-          for (int64_t i = 0; i < warmup; ++i) run_step();
-          if (device.is_cuda()) torch::cuda::synchronize();
-          const auto start = std::chrono::steady_clock::now();
-          for (int64_t i = 0; i < steps; ++i) run_step();
-          if (device.is_cuda()) torch::cuda::synchronize();
-          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-          net->train(was_training);
-          const auto memory = device.is_cuda() ? cuda_memory_stats(device.index() < 0 ? 0 : device.index()) : std::nullopt;
-          const double peak = memory ? static_cast<double>(memory->peak_allocated) : -1;
-          return [seconds, images = batch * steps, peak](Napi::Env env) -> Napi::Value {
-            auto r = Napi::Object::New(env);
-            r.Set("seconds", seconds);
-            r.Set("images", static_cast<double>(images));
-            if (peak >= 0) r.Set("peakMemory", peak);
-            return r;
+          const auto r = TrainingSession(net, config, device, config.batch_size).benchmark(options);
+          return [r](Napi::Env env) -> Napi::Value {
+            auto o = Napi::Object::New(env);
+            o.Set("seconds", r.seconds);
+            o.Set("images", static_cast<double>(r.images));
+            if (r.peak_memory) o.Set("peakMemory", static_cast<double>(*r.peak_memory));
+            return o;
           };
         },
         [busy] { (*busy)--; }, info[0].As<Napi::Object>());
@@ -533,10 +398,6 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
 
 Napi::Function define_native_trainer(Napi::Env env) { return NativeTrainer::Define(env); }
 
-void define_optimizer_steps(Napi::Env env, Napi::Object exports) {
-  exports.Set("adamStep", Napi::Function::New(env, AdamStep));
-  exports.Set("gradScalerStep", Napi::Function::New(env, GradScalerStep));
-  exports.Set("benchmarkSteps", Napi::Function::New(env, BenchmarkSteps));
-}
+Napi::Function define_benchmark_steps(Napi::Env env) { return Napi::Function::New(env, BenchmarkSteps); }
 
 }  // namespace xt::napi

@@ -1,4 +1,4 @@
-// Shared N-API plumbing of the addon's surface files (addon.cpp, addon_data.cpp): argument
+// Shared N-API plumbing of the addon's surface files (addon*.cpp): argument
 // helpers, error translation (an exception escaping into N-API would abort Node), and AsyncTask,
 // which runs libtorch work on a libuv worker thread and settles a promise on the JS thread.
 #pragma once
@@ -347,6 +347,9 @@ xt::Preprocessing preprocessing_of(const Napi::Value& value);
 
 // Defined in addon_training.cpp.
 Napi::Function define_native_trainer(Napi::Env env);
-void define_optimizer_steps(Napi::Env env, Napi::Object exports);
+Napi::Function define_benchmark_steps(Napi::Env env);
+
+// Defined in addon_test_hooks.cpp: adamStep and gradScalerStep, for the optimizer parity tests.
+void define_test_hooks(Napi::Env env, Napi::Object exports);
 
 }  // namespace xt::napi

@@ -4,20 +4,12 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "cuda_support.h"
+
 namespace xt {
 namespace F = torch::nn::functional;
 
 namespace {
-
-constexpr bool kAutocastDeviceApi = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4);
-// libtorch gained CPU kernels for the AMP ops in 2.3.
-constexpr bool kCpuAmpKernels = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3);
-// torch.optim's fused Adam kernels (CUDA) arrived in 2.0. XT_NO_FUSED_ADAM builds without them.
-#if TORCH_VERSION_MAJOR >= 2 && !defined(XT_NO_FUSED_ADAM)
-#define XT_FUSED_ADAM 1
-#endif
-
-at::ScalarType amp_dtype(AmpMode mode) { return mode == AmpMode::BF16 ? at::kBFloat16 : at::kHalf; }
 
 // A stream of independent seeds from (seed, epoch, batch): splitmix64 over their combination.
 uint64_t mix_seed(uint64_t seed, int64_t epoch, int64_t batch) {
@@ -29,256 +21,6 @@ uint64_t mix_seed(uint64_t seed, int64_t epoch, int64_t batch) {
 }
 
 }  // namespace
-
-// ---- autocast ------------------------------------------------------------------------------
-
-AutocastGuard::AutocastGuard(torch::DeviceType device, AmpMode mode) : device_(device) {
-  if (mode == AmpMode::Off) return;
-  if (device == torch::kCPU && mode != AmpMode::BF16) {
-    throw std::invalid_argument("mixed precision on the CPU supports bf16 only");
-  }
-  const auto dtype = amp_dtype(mode);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  previous_enabled_ = at::autocast::is_autocast_enabled(device);
-  previous_dtype_ = at::autocast::get_autocast_dtype(device);
-  at::autocast::set_autocast_enabled(device, true);
-  at::autocast::set_autocast_dtype(device, dtype);
-#else
-  if (device == torch::kCUDA) {
-    previous_enabled_ = at::autocast::is_enabled();
-    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(dtype);
-  } else {
-    previous_enabled_ = at::autocast::is_cpu_enabled();
-    previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(dtype);
-  }
-#endif
-  at::autocast::increment_nesting();
-  active_ = true;
-}
-
-AutocastGuard::~AutocastGuard() {
-  if (!active_) return;
-  // As torch.autocast's __exit__: drop the cast cache when the outermost region ends.
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  at::autocast::set_autocast_enabled(device_, previous_enabled_);
-  at::autocast::set_autocast_dtype(device_, previous_dtype_);
-#else
-  if (device_ == torch::kCUDA) {
-    at::autocast::set_enabled(previous_enabled_);
-    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
-  } else {
-    at::autocast::set_cpu_enabled(previous_enabled_);
-    at::autocast::set_autocast_cpu_dtype(previous_dtype_);
-  }
-#endif
-}
-
-// ---- GradScaler ----------------------------------------------------------------------------
-
-GradScaler::GradScaler(const GradScalerOptions& options, torch::Device device) : options_(options) {
-  if (!(options.init_scale > 0)) throw std::invalid_argument("GradScaler initScale must be positive");
-  if (!(options.growth_factor > 1)) throw std::invalid_argument("GradScaler growthFactor must be greater than 1");
-  if (!(options.backoff_factor > 0 && options.backoff_factor < 1)) throw std::invalid_argument("GradScaler backoffFactor must be in (0, 1)");
-  if (options.growth_interval < 1) throw std::invalid_argument("GradScaler growthInterval must be a positive integer");
-  auto f = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  scale_ = torch::full({1}, options.init_scale, f);
-  growth_tracker_ = torch::zeros({1}, f.dtype(torch::kInt));
-  found_inf_ = torch::zeros({1}, f);
-  skipped_steps_ = torch::zeros({1}, f);
-}
-
-torch::Tensor GradScaler::scale(const torch::Tensor& loss) const {
-  return options_.enabled ? loss * scale_ : loss;
-}
-
-void GradScaler::unscale(const std::vector<torch::Tensor>& grads) {
-  if (!options_.enabled || grads.empty()) return;
-  auto inv_scale = scale_.to(torch::kDouble).reciprocal().to(torch::kFloat);
-  if (scale_.is_cuda() || kCpuAmpKernels) {
-    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, inv_scale);
-    return;
-  }
-  for (const auto& g : grads) {
-    found_inf_.copy_(torch::maximum(found_inf_, torch::logical_not(torch::isfinite(g)).any().to(torch::kFloat)));
-    g.mul_(inv_scale);
-  }
-}
-
-bool GradScaler::found_inf() const { return options_.enabled && found_inf_.item<float>() != 0.0f; }
-
-void GradScaler::update() {
-  if (!options_.enabled) return;
-  skipped_steps_.add_(found_inf_);
-  if (scale_.is_cuda() || kCpuAmpKernels) {
-    at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, options_.growth_factor, options_.backoff_factor,
-                           options_.growth_interval);
-  } else {
-    // The same rule as the ATen kernel, on the host: arithmetic in double, stored as float.
-    float scale = scale_.item<float>();
-    int32_t tracker = growth_tracker_.item<int32_t>();
-    if (found_inf_.item<float>() != 0.0f) {
-      scale = static_cast<float>(scale * options_.backoff_factor);
-      tracker = 0;
-    } else if (tracker + 1 == options_.growth_interval) {
-      const auto grown = static_cast<float>(scale * options_.growth_factor);
-      if (std::isfinite(grown)) scale = grown;
-      tracker = 0;
-    } else {
-      tracker += 1;
-    }
-    scale_.fill_(scale);
-    growth_tracker_.fill_(tracker);
-  }
-  found_inf_.zero_();
-}
-
-double GradScaler::scale_value() const { return options_.enabled ? scale_.item<float>() : 1.0; }
-int64_t GradScaler::growth_tracker() const { return growth_tracker_.item<int32_t>(); }
-int64_t GradScaler::skipped_steps() const { return static_cast<int64_t>(skipped_steps_.item<float>()); }
-
-void GradScaler::set_state(double scale, int64_t growth_tracker, int64_t skipped_steps) {
-  scale_.fill_(scale);
-  growth_tracker_.fill_(growth_tracker);
-  skipped_steps_.fill_(static_cast<double>(skipped_steps));
-}
-
-// ---- Adam ----------------------------------------------------------------------------------
-
-Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options, bool allow_fused)
-    : options_(options), params_(std::move(params)) {
-  if (!(options.lr > 0)) throw std::invalid_argument("lr must be positive");
-  if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1)) {
-    throw std::invalid_argument("betas must be in [0, 1)");
-  }
-  if (!(options.eps > 0)) throw std::invalid_argument("eps must be positive");
-  if (options.weight_decay < 0) throw std::invalid_argument("weightDecay must be >= 0");
-  for (const auto& p : params_) {
-    exp_avg_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));
-    exp_avg_sq_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));
-  }
-#ifdef XT_FUSED_ADAM
-  // The fused kernels take float32 tensors of one CUDA device.
-  fused_ = allow_fused && !params_.empty();
-  for (const auto& p : params_) {
-    fused_ = fused_ && p.second.is_cuda() && p.second.scalar_type() == torch::kFloat &&
-             p.second.device() == params_.front().second.device();
-  }
-  if (fused_) {
-    device_steps_ = torch::zeros({}, params_.front().second.options());
-    no_overflow_ = torch::zeros({1}, params_.front().second.options());
-  }
-#else
-  (void)allow_fused;
-#endif
-}
-
-int64_t Adam::steps() const {
-  return fused_ ? static_cast<int64_t>(device_steps_.item<float>()) : steps_;
-}
-
-void Adam::step(double lr, const torch::Tensor& found_inf) {
-  torch::NoGradGuard no_grad;
-  if (fused_ && step_fused(lr, found_inf)) return;
-  if (found_inf.defined() && found_inf.item<float>() != 0.0f) return;
-  if (fused_) {
-    // A step the fused kernels could not take: continue the count from the device.
-    steps_ = steps();
-    step_single_tensor(lr);
-    device_steps_.fill_(static_cast<double>(steps_));
-    return;
-  }
-  step_single_tensor(lr);
-}
-
-bool Adam::step_fused(double lr, const torch::Tensor& found_inf) {
-#ifdef XT_FUSED_ADAM
-  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& param = params_[i].second;
-    const auto& grad = param.grad();
-    // One shared step count stands for torch.optim's per-parameter ones, so every parameter
-    // must step together; and the kernels need gradients laid out like their parameters.
-    if (!grad.defined() || grad.strides() != param.strides()) return false;
-    params.push_back(param);
-    grads.push_back(grad);
-    exp_avgs.push_back(exp_avg_[i]);
-    exp_avg_sqs.push_back(exp_avg_sq_[i]);
-  }
-  // As torch.optim's _fused_adam: count the step, run the kernel (which does nothing when
-  // found_inf is set), then take the count back on overflow. All on the device.
-  device_steps_.add_(1);
-  const std::vector<torch::Tensor> state_steps(params.size(), device_steps_);
-  // Always pass a flag (a zero one without a scaler): one call for every libtorch's optional type.
-  const auto& inf = found_inf.defined() ? found_inf : no_overflow_;
-  if (options_.decoupled_weight_decay) {
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
-                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
-  } else {
-    at::_fused_adam_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
-                     options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
-  }
-  if (found_inf.defined()) device_steps_.sub_(found_inf.reshape({}));
-  return true;
-#else
-  (void)lr;
-  (void)found_inf;
-  return false;
-#endif
-}
-
-void Adam::step_single_tensor(double lr) {
-  steps_++;
-  const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
-  const double step_size = lr / bias_correction1;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    auto& param = params_[i].second;
-    if (!param.grad().defined()) continue;
-    auto grad = param.grad();
-    if (options_.weight_decay != 0) {
-      if (options_.decoupled_weight_decay) {
-        param.mul_(1.0 - lr * options_.weight_decay);
-      } else {
-        grad = grad.add(param, options_.weight_decay);
-      }
-    }
-    exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
-    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
-    auto denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    param.addcdiv_(exp_avg_[i], denom, -step_size);
-  }
-}
-
-std::vector<std::pair<std::string, torch::Tensor>> Adam::state() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    out.emplace_back("exp_avg." + params_[i].first, exp_avg_[i]);
-    out.emplace_back("exp_avg_sq." + params_[i].first, exp_avg_sq_[i]);
-  }
-  return out;
-}
-
-void Adam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps) {
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    for (auto* pair : {&exp_avg_, &exp_avg_sq_}) {
-      const std::string key = (pair == &exp_avg_ ? "exp_avg." : "exp_avg_sq.") + params_[i].first;
-      auto it = state.find(key);
-      if (it == state.end()) throw std::invalid_argument("optimizer state has no '" + key + "'");
-      if (it->second.sizes() != (*pair)[i].sizes()) throw std::invalid_argument("optimizer state '" + key + "' has the wrong shape");
-      (*pair)[i].copy_(it->second);
-    }
-  }
-  steps_ = steps;
-  if (fused_) device_steps_.fill_(static_cast<double>(steps));
-}
-
-// ---- the training loop ----------------------------------------------------------------------
 
 TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device,
                                  int64_t train_size)
@@ -497,6 +239,40 @@ EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size,
   r.loss = n ? loss_sum.item<double>() / n : 0;
   r.accuracy = n ? static_cast<double>(r.confusion.diagonal().sum().item<int64_t>()) / n : 0;
   return r;
+}
+
+BenchmarkResult TrainingSession::benchmark(const BenchmarkOptions& options) {
+  const int64_t batch = config_.batch_size, size = options.image_size;
+  auto x = torch::randn({batch, 3, size, size}, torch::TensorOptions().device(device_));
+  if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t classes = net_->named_parameters()["fc.weight"].size(0);
+  auto y = torch::randint(0, classes, {batch}, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  const bool was_training = net_->is_training();
+  net_->train(options.train);
+  auto run_step = [&] {
+    if (options.train) {
+      train_step(x, y, config_.optimizer.lr);
+    } else {
+      c10::InferenceMode inference;
+      AutocastGuard autocast(device_.type(), config_.amp);
+      net_->forward_all(x);
+    }
+  };
+  const int cuda_index = device_.index() < 0 ? 0 : device_.index();
+  if (device_.is_cuda()) reset_cuda_peak_memory(cuda_index);
+  for (int64_t i = 0; i < options.warmup; ++i) run_step();
+  if (device_.is_cuda()) torch::cuda::synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < options.steps; ++i) run_step();
+  if (device_.is_cuda()) torch::cuda::synchronize();
+  BenchmarkResult result;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.images = batch * options.steps;
+  net_->train(was_training);
+  if (device_.is_cuda()) {
+    if (const auto memory = cuda_memory_stats(cuda_index)) result.peak_memory = memory->peak_allocated;
+  }
+  return result;
 }
 
 }  // namespace xt

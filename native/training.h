@@ -1,124 +1,24 @@
-// Training machinery, native end to end: autocast, a GradScaler with torch.amp's semantics, Adam
-// and AdamW, and the batch loop (sample -> augment -> forward under autocast -> loss -> scaled
-// backward -> unscale -> step or skip -> update) that runs on a worker thread.
+// The training loop, native end to end: the batch loop (sample -> augment -> forward under
+// autocast -> loss -> scaled backward -> unscale -> step or skip -> update) that runs on a worker
+// thread, evaluation, and timed steps for benchmarks. Its parts have files of their own:
+// autocast.h (AutocastGuard), grad_scaler.h (GradScaler), adam.h (Adam and AdamW).
 #pragma once
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "adam.h"
+#include "autocast.h"
 #include "data.h"
+#include "grad_scaler.h"
 #include "network.h"
 
 namespace xt {
-
-enum class AmpMode { Off, FP16, BF16 };
-
-// Mirrors Python's `with torch.autocast(device, dtype)`: enables autocast for `device` on this
-// thread (autocast state is thread-local) and restores the previous state on destruction.
-class AutocastGuard {
- public:
-  AutocastGuard(torch::DeviceType device, AmpMode mode);
-  ~AutocastGuard();
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  torch::DeviceType device_;
-  bool active_ = false;
-  bool previous_enabled_ = false;
-  at::ScalarType previous_dtype_ = at::kFloat;
-};
-
-struct GradScalerOptions {
-  double init_scale = 65536.0;
-  double growth_factor = 2.0;
-  double backoff_factor = 0.5;
-  int64_t growth_interval = 2000;
-  bool enabled = true;
-};
-
-// torch.amp.GradScaler: scale the loss, unscale the gradients while detecting inf/NaN, skip the
-// optimizer step on overflow, then grow or back off the scale. The state lives in device tensors
-// (scale float32 [1], growth tracker int32 [1]) as in PyTorch. On CUDA (and on libtorch >= 2.3
-// everywhere) the fused ATen kernels do the work; older CPU builds use equivalent tensor ops.
-class GradScaler {
- public:
-  GradScaler(const GradScalerOptions& options, torch::Device device);
-
-  bool enabled() const { return options_.enabled; }
-  torch::Tensor scale(const torch::Tensor& loss) const;
-  // grads *= 1 / scale (reciprocal computed in double, applied in float); records non-finite values.
-  void unscale(const std::vector<torch::Tensor>& grads);
-  // Whether the last unscale saw an inf or NaN (reads the device flag: a host sync).
-  bool found_inf() const;
-  // The device flag itself (float32 [1], non-zero after an overflow), for an optimizer that skips
-  // on the device without a sync.
-  const torch::Tensor& found_inf_tensor() const { return found_inf_; }
-  // Grow or back off the scale from the last unscale's result, and clear the flag. On the fused
-  // path this stays on the device (no host sync).
-  void update();
-
-  double scale_value() const;
-  int64_t growth_tracker() const;
-  int64_t skipped_steps() const;
-  void set_state(double scale, int64_t growth_tracker, int64_t skipped_steps);
-  const GradScalerOptions& options() const { return options_; }
-
- private:
-  GradScalerOptions options_;
-  torch::Tensor scale_;
-  torch::Tensor growth_tracker_;
-  torch::Tensor found_inf_;
-  torch::Tensor skipped_steps_;  // float32 [1] on the device, counted without a host sync
-};
-
-struct AdamOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  bool decoupled_weight_decay = false;  // AdamW
-};
-
-// Adam / AdamW with the update of torch.optim. Written here rather than using torch::optim::Adam
-// so that its state is plain named tensors (checkpoints). On CUDA with libtorch >= 2.0 it runs
-// torch.optim's fused kernels (at::_fused_adam_ / _fused_adamw_: a few launches for all
-// parameters instead of several per tensor, and an overflow skip decided on the device); elsewhere
-// the single-tensor update of torch.optim.
-class Adam {
- public:
-  Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options, bool allow_fused = true);
-  // One step at learning rate `lr` from the parameters' .grad(); parameters without a gradient
-  // are left alone (as torch.optim does). With `found_inf` (a GradScaler's flag) the step is
-  // skipped when it is non-zero: on the device for the fused kernels, after a host read otherwise.
-  void step(double lr, const torch::Tensor& found_inf = {});
-
-  const AdamOptions& options() const { return options_; }
-  bool fused() const { return fused_; }
-  // Steps taken (skipped ones not counted). Reads the device counter on the fused path.
-  int64_t steps() const;
-  // exp_avg.<name>, exp_avg_sq.<name> for every parameter.
-  std::vector<std::pair<std::string, torch::Tensor>> state() const;
-  void load_state(const std::map<std::string, torch::Tensor>& state, int64_t steps);
-
- private:
-  AdamOptions options_;
-  std::vector<std::pair<std::string, torch::Tensor>> params_;
-  std::vector<torch::Tensor> exp_avg_;
-  std::vector<torch::Tensor> exp_avg_sq_;
-  int64_t steps_ = 0;
-  bool fused_ = false;
-  torch::Tensor device_steps_;  // fused path: float32 0-dim step count on the device
-  torch::Tensor no_overflow_;   // fused path: a zero overflow flag for steps without a GradScaler
-
-  void step_single_tensor(double lr);
-  bool step_fused(double lr, const torch::Tensor& found_inf);
-};
 
 struct TrainConfig {
   int64_t batch_size = 128;
@@ -173,6 +73,20 @@ struct EpochPosition {
   double seconds = 0;
 };
 
+// Timed steps on one fixed random batch (TrainingSession::benchmark).
+struct BenchmarkOptions {
+  int64_t image_size = 96;
+  int64_t warmup = 2;  // untimed steps first
+  int64_t steps = 5;   // timed steps
+  bool train = true;   // training steps; false: eval forward passes
+};
+
+struct BenchmarkResult {
+  double seconds = 0;  // the timed steps, device work included
+  int64_t images = 0;
+  std::optional<int64_t> peak_memory;  // CUDA: the caching allocator's peak over warm-up and timed steps
+};
+
 class TrainingSession : public LiveCount<TrainingSession> {
  public:
   TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device, int64_t train_size);
@@ -192,6 +106,12 @@ class TrainingSession : public LiveCount<TrainingSession> {
   // unscale, Adam step (skipped on overflow), scale update. Queues work without host syncs where
   // the device allows it (CUDA with fused Adam).
   StepOutput train_step(const torch::Tensor& x, const torch::Tensor& y, double lr);
+
+  // Times `options.steps` steps after `options.warmup` untimed ones, on one random batch of the
+  // configured batch size: train_step itself (so the weights change), or eval forward passes under
+  // autocast. For side-by-side comparisons with PyTorch (bench/); the model's train/eval mode is
+  // restored afterwards.
+  BenchmarkResult benchmark(const BenchmarkOptions& options);
 
   int64_t batches_per_epoch() const;
   EpochPosition& position() { return position_; }
