@@ -27,6 +27,9 @@ function writeLock(folder: string, owner: Partial<LockOwner>): string {
   return file;
 }
 
+/** TensorBoard's event files, one per fit(). */
+const isEventFile = (name: string) => name.startsWith('events.out.tfevents.');
+
 const readOwner = (folder: string): LockOwner => JSON.parse(fs.readFileSync(path.join(folder, LOCK_FILE), 'utf8')) as LockOwner;
 
 function errorOf(fn: () => unknown): Error {
@@ -223,7 +226,10 @@ describe('xception-torch train and compare (dist/lib/cli.js)', () => {
     expect(readJson<{ argv: string[] }>(path.join(out, 'command.json')).argv).toEqual(args(winner));
     expect(readJson<{ epochs: number; options: { seed: number } }>(path.join(out, 'metrics.json'))).toMatchObject({ epochs: 2, options: { seed: winner } });
     expect(readJson<{ options: { seed: number } }>(path.join(out, 'history.json')).options.seed).toBe(winner);
-    expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'command.json', 'history.csv', 'history.json', 'metrics.json']);
+    // One run's files, with one TensorBoard event file.
+    const files = fs.readdirSync(out);
+    expect(files.filter(isEventFile)).toHaveLength(1);
+    expect(files.filter((f) => !isEventFile(f)).sort()).toEqual(['checkpoints', 'command.json', 'history.csv', 'history.json', 'metrics.json']);
   }, 300_000);
 
   it("refuses --out '' (exit 2, one line) and writes nothing into the current folder", async () => {
@@ -284,7 +290,7 @@ describe('Trainer.fit()', () => {
       warn.mockRestore();
     }
     expect(calls).toEqual([[`took over ${path.join(out, LOCK_FILE)}, left by process ${dead} (started 2025-01-01T00:00:00.000Z), which no longer runs`, 'RunLockWarning']]);
-    expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'history.csv', 'history.json', 'metrics.json']);
+    expect(fs.readdirSync(out).filter((f) => !isEventFile(f)).sort()).toEqual(['checkpoints', 'history.csv', 'history.json', 'metrics.json']);
     expect(fs.readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['best', 'last']);
   });
 });
