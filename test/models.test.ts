@@ -73,8 +73,8 @@ describe('state-dict names', () => {
 
 describe('options', () => {
   it('rejects bad options with a clear message', () => {
-    expect(() => new Xception({ numClasses: 0 })).toThrow(/numClasses must be a positive integer; got 0/);
-    expect(() => new Xception({ numClasses: 2.5 })).toThrow(/numClasses must be a positive integer/);
+    expect(() => new Xception({ numClasses: 0 })).toThrow(/numClasses must be an integer from 1 to 100000; got 0/);
+    expect(() => new Xception({ numClasses: 2.5 })).toThrow(/numClasses must be an integer from 1 to 100000; got 2.5/);
     expect(() => new Xception({ intermediateActivation: 'tanh' as never })).toThrow(/'none' or 'relu' or 'elu'/);
     expect(() => new Xception({ variant: 'v2' as never })).toThrow(/'paper' or 'notebook'/);
     expect(() => new Xception({ dropout: 1 })).toThrow(/dropout must be a number in \[0, 1\)/);
@@ -170,7 +170,7 @@ describe('lifecycle and devices', () => {
   it('refuses to change a model while its forward() runs, and keeps the weights alive through dispose()', async () => {
     const model = new Xception({ numClasses: 10 }).eval();
     const pending = model.forward({ shape: [1, 3, 96, 96], data: new Float32Array(3 * 96 * 96) });
-    expect(() => model.train()).toThrow(/while a forward\(\) is running/);
+    expect(() => model.train()).toThrow(/while a forward\(\) or a training job is running/);
     model.dispose();
     expect((await pending).shape).toEqual([1, 10]);
     expect(() => model.parameterCount()).toThrow(/disposed/);

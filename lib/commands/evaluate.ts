@@ -6,12 +6,12 @@ import { writeFileAtomic } from '../atomic-write';
 import type { Device } from '../models';
 import { EvaluationReport, formatEvaluation } from '../report/evaluation';
 import { Trainer, TrainerOptions } from '../trainer';
-import { device, integer } from './options';
+import { device, folder, integer } from './options';
 import { locateCheckpoint, readSavedRun, SavedRun } from './run-folder';
 import { checkDevice } from './train';
 
 export function addEvaluateOptions(cmd: Command): Command {
-  cmd.requiredOption('--checkpoint <path>', 'a checkpoint folder (…/checkpoints/best or last) or a run folder (then its best checkpoint, else last)');
+  cmd.requiredOption('--checkpoint <path>', 'a checkpoint folder (…/checkpoints/best or last) or a run folder (then its best checkpoint, else last)', folder);
   cmd.addOption(new Option('--split <name>', 'split to evaluate').choices(['test', 'val']).default('test'));
   cmd.option('--data-dir <dir>', "CIFAR-10 folder (default: the run's, else the cache)");
   cmd.addOption(new Option('--dataset <name>', "dataset (default: the run's)").choices(['cifar10', 'synthetic']));
