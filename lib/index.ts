@@ -27,7 +27,7 @@ export { DeviceDataset, REFERENCE_PREPROCESSING } from './datasets';
 export type { Preprocessing, Batch, Augmentation } from './datasets';
 export { Trainer, resolveTrainerOptions, TRAINER_DEFAULTS } from './trainer';
 export type {
-  TrainerOptions, ResolvedTrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent,
+  TrainerOptions, ResolvedTrainerOptions, OptimizerOptions, AmpOption, EpochRecord, History, EvalResult, BatchEvent, InitWeightsEvent,
 } from './trainer';
 export { GradScaler } from './grad-scaler';
 export type { GradScalerOptions, GradScalerState } from './grad-scaler';

@@ -3,6 +3,7 @@
 // checked settings a run uses and records in history.json and its checkpoints. The Trainer, `train`,
 // `evaluate` and `compare` all resolve through it; constraints that depend on the model (the
 // smallest input, Inception's aux head) are asked of the model once it is built.
+import * as path from 'path';
 import type { DatasetSplits, SyntheticDatasetOptions } from './datasets';
 import { Preprocessing, resolvePreprocessing } from './datasets/device-dataset';
 import type { GradScaler } from './grad-scaler';
@@ -74,6 +75,13 @@ export interface TrainerOptions {
   fusedAdam?: boolean;
   /** Batches between progress reports ('batch' events). Default 1 on the CPU, 10 on CUDA. */
   progressEvery?: number;
+  /**
+   * Start from these weights (a .safetensors file or a PyTorch torch.save state dict, see
+   * loadWeights): every name and shape is checked; a classifier of another shape (1000 ImageNet
+   * classes into 10) stays at its fresh initialisation, and the 'initWeights' event says which
+   * tensors were reset. When fit() resumes, the checkpoint's weights replace them.
+   */
+  initWeights?: string;
 }
 
 
@@ -123,6 +131,7 @@ export interface ResolvedTrainerOptions {
   cudnnBenchmark: boolean;
   fusedAdam: boolean;
   progressEvery: number;
+  initWeights: string | null;
 }
 
 /** What the resolution needs to know of the machine (default: asked of the addon). */
@@ -169,6 +178,9 @@ function checkOptions(o: TrainerOptions): void {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
       throw new RangeError(`${flag} must be true or false; got ${JSON.stringify(o[flag])}`);
     }
+  }
+  if (o.initWeights !== undefined && (typeof o.initWeights !== 'string' || o.initWeights.trim() === '')) {
+    throw new RangeError(`initWeights must name a weights file; got ${JSON.stringify(o.initWeights)}`);
   }
   if (o.amp !== undefined && !['auto', 'fp16', 'bf16', 'off'].includes(o.amp)) {
     throw new RangeError(`amp must be 'auto', 'fp16', 'bf16' or 'off'; got ${String(o.amp)}`);
@@ -218,5 +230,6 @@ export function resolveTrainerOptions(o: TrainerOptions, runtime: RuntimeFacts =
     cudnnBenchmark: o.cudnnBenchmark ?? d.cudnnBenchmark,
     fusedAdam: o.fusedAdam ?? d.fusedAdam,
     progressEvery: o.progressEvery ?? (onCuda ? d.progressEvery.cuda : d.progressEvery.cpu),
+    initWeights: o.initWeights === undefined ? null : path.resolve(o.initWeights),
   };
 }

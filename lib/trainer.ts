@@ -12,6 +12,7 @@ import { TrainingDivergedError } from './errors';
 import { GradScaler } from './grad-scaler';
 import { LIMITS } from './limits';
 import { createModel, Device, InceptionV3, TrainingJobLease, Xception } from './models';
+import type { LoadWeightsResult } from './weights/load-weights';
 import { native, NativeTrainerHandle, NativeTrainProgress } from './native';
 import { formatHistoryCsv } from './report/history';
 import { recordBatch, recordEpoch, recordTest } from './report/training-curves';
@@ -43,6 +44,11 @@ export interface EvalResult {
   perClassAccuracy: number[];
   /** confusion[true][predicted] */
   confusion: number[][];
+}
+
+/** The 'initWeights' event: what the initWeights file gave the model. */
+export interface InitWeightsEvent extends LoadWeightsResult {
+  file: string;
 }
 
 export interface BatchEvent extends NativeTrainProgress {
@@ -136,8 +142,23 @@ export class Trainer extends EventEmitter {
    */
   async buildModel(): Promise<Xception | InceptionV3> {
     this.checkNotDisposed();
-    this.model ??= this.createCheckedModel();
+    if (!this.model) {
+      const model = this.createCheckedModel();
+      if (this.settings.initWeights) await this.loadInitialWeights(model, this.settings.initWeights);
+      this.model = model;
+    }
     return this.model;
+  }
+
+  /** initWeights: the backbone from the file, a classifier of another shape left fresh; says which. */
+  private async loadInitialWeights(model: Xception | InceptionV3, file: string): Promise<void> {
+    try {
+      const result = await model.loadWeights(file, { resetHead: true });
+      this.emit('initWeights', { file, ...result } satisfies InitWeightsEvent);
+    } catch (error) {
+      if (model !== this.options.model) model.dispose();
+      throw error;
+    }
   }
 
   private createCheckedModel(): Xception | InceptionV3 {

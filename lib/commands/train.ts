@@ -13,7 +13,7 @@ import { Device, MODEL_NAMES, ModelName } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
 import { PROJECT_ROOT } from '../paths';
 import { runtimeInfo } from '../runtime';
-import { AmpOption, History, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
+import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
 import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import { LIMITS, maxThreads } from '../limits';
@@ -46,6 +46,7 @@ export interface TrainSettings {
   seed: number;
   threads?: number;
   fusedAdam: boolean;
+  initWeights?: string;
   out?: string;
 }
 
@@ -68,7 +69,7 @@ const DATASET_CLASSES = 10;
 const OPTION_KEYS = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
   'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'fusedAdam', 'out',
+  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'out',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
 /** --quick's help: what the preset sets. */
@@ -115,6 +116,7 @@ export function addTrainOptions(
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), TRAINER_DEFAULTS.seed);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1, maxThreads()));
+  cmd.option('--init-weights <file>', 'start from these weights (.safetensors, or a PyTorch .pth/.pt/.bin state dict); a classifier of another shape starts fresh', folder);
   cmd.option('--no-fused-adam', 'CUDA: run Adam per tensor instead of the fused kernels (a fallback; no effect on the CPU)');
   cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)', folder);
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
@@ -224,6 +226,7 @@ export function toTrainerOptions(s: TrainSettings): TrainerOptions {
     auxLossWeight: s.auxWeight,
     threads: s.threads,
     fusedAdam: s.fusedAdam,
+    initWeights: s.initWeights,
   };
 }
 
@@ -329,7 +332,11 @@ export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Pro
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
   }
   // What the model accepts (its smallest crop, Inception's aux head) is a usage error, found before
-  // anything is printed or locked.
+  // anything is printed or locked; so are weights (--init-weights) that do not fit it.
+  trainer.on('initWeights', (e: InitWeightsEvent) => {
+    const reset = e.reset.length ? `; left fresh (a classifier of another shape): ${e.reset.join(', ')}` : '';
+    console.log(`initial weights from ${e.file}: ${e.loaded.length} tensors loaded${reset}`);
+  });
   await trainer.buildModel().catch((error: unknown) => {
     trainer.dispose();
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
