@@ -85,7 +85,7 @@ test/oracle/xception.py, eager, in \`/usr/bin/python3\`. Measurements disturbed 
 `;
     }
     for (const r of rows) {
-      text += `| ${result.date} | ${r.model} | ${r.mode === 'train' ? 'training' : 'inference'} | ${opts.size}, ${opts.batch} | ${result.machine}, ${opts.threads} threads, libtorch ${result.libtorch} | ${r.oursImagesPerSecond.toFixed(2)} | ${r.pytorchImagesPerSecond.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.oursPeakRssMb.toFixed(0)} / ${r.pytorchPeakRssMb.toFixed(0)} |\n`;
+      text += `| ${result.date} | ${r.model} | ${r.mode === 'train' ? 'training' : 'inference (model.forward from JS)'} | ${opts.size}, ${opts.batch} | ${result.machine}, ${opts.threads} threads, libtorch ${result.libtorch} | ${r.oursImagesPerSecond.toFixed(2)} | ${r.pytorchImagesPerSecond.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.oursPeakRssMb.toFixed(0)} / ${r.pytorchPeakRssMb.toFixed(0)} |\n`;
     }
     fs.writeFileSync(file, text);
     console.error(`appended to ${file}`);
