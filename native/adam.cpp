@@ -17,7 +17,7 @@ Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const Adam
     throw std::invalid_argument("betas must be in [0, 1)");
   }
   if (!(options.eps > 0)) throw std::invalid_argument("eps must be positive");
-  if (options.weight_decay < 0) throw std::invalid_argument("weightDecay must be >= 0");
+  if (options.weight_decay < 0) throw std::invalid_argument("weight_decay must be >= 0");
   for (const auto& p : params_) {
     exp_avg_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));
     exp_avg_sq_.push_back(torch::zeros_like(p.second, at::MemoryFormat::Preserve));

@@ -13,10 +13,10 @@ constexpr bool kCpuAmpKernels = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR 
 }  // namespace
 
 GradScaler::GradScaler(const GradScalerOptions& options, torch::Device device) : options_(options) {
-  if (!(options.init_scale > 0)) throw std::invalid_argument("GradScaler initScale must be positive");
-  if (!(options.growth_factor > 1)) throw std::invalid_argument("GradScaler growthFactor must be greater than 1");
-  if (!(options.backoff_factor > 0 && options.backoff_factor < 1)) throw std::invalid_argument("GradScaler backoffFactor must be in (0, 1)");
-  if (options.growth_interval < 1) throw std::invalid_argument("GradScaler growthInterval must be a positive integer");
+  if (!(options.init_scale > 0)) throw std::invalid_argument("GradScaler init_scale must be positive");
+  if (!(options.growth_factor > 1)) throw std::invalid_argument("GradScaler growth_factor must be greater than 1");
+  if (!(options.backoff_factor > 0 && options.backoff_factor < 1)) throw std::invalid_argument("GradScaler backoff_factor must be in (0, 1)");
+  if (options.growth_interval < 1) throw std::invalid_argument("GradScaler growth_interval must be a positive integer");
   auto f = torch::TensorOptions().dtype(torch::kFloat).device(device);
   scale_ = torch::full({1}, options.init_scale, f);
   growth_tracker_ = torch::zeros({1}, f.dtype(torch::kInt));

@@ -44,8 +44,8 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
         return params;
       }(), config.optimizer, config.fused_adam),
       scaler_(config.scaler, device) {
-  if (config.batch_size < 1) throw std::invalid_argument("batchSize must be a positive integer");
-  if (config.epochs < 1) throw std::invalid_argument("epochs must be a positive integer");
+  if (config.batch_size < 1) throw std::invalid_argument("the batch size must be positive");
+  if (config.epochs < 1) throw std::invalid_argument("the number of epochs must be positive");
   if (train_size < 2) throw std::invalid_argument("the training set needs at least 2 images");
   config_.preprocessing.validate(1);
   if (config.amp == AmpMode::FP16 && device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");

@@ -36,7 +36,9 @@ struct TrainConfig {
   // CUDA, libtorch >= 2.0: torch.optim's fused Adam kernels; off falls back to the per-tensor
   // path without a rebuild.
   bool fused_adam = true;
-  int64_t progress_every = 5;  // batches between reads of the device-side metrics
+  // Batches between reads of the device-side metrics; the caller chooses (lib/trainer-options.ts:
+  // every batch on the CPU, every 10th on CUDA), 1 here reads every batch.
+  int64_t progress_every = 1;
 };
 
 struct TrainProgress {
