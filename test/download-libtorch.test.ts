@@ -214,6 +214,8 @@ describe('download', () => {
   let base: string;
   let zip: Buffer;
   let zipSha: string;
+  // Made once: yazl stamps entries with the current time, so two builds of one zip may differ.
+  let notLibtorch: Buffer;
   let hits = 0;
 
   beforeAll(async () => {
@@ -222,16 +224,15 @@ describe('download', () => {
       'libtorch/build-version': '9.9.9+cpu\n',
     });
     zipSha = crypto.createHash('sha256').update(zip).digest('hex');
+    notLibtorch = await makeZip({ 'something/else.txt': 'hello' });
     server = http.createServer((req, res) => {
       hits++;
       if (req.url === '/libtorch.zip') {
         res.writeHead(200, { 'Content-Length': zip.length });
         res.end(zip);
       } else if (req.url === '/not-libtorch.zip') {
-        void makeZip({ 'something/else.txt': 'hello' }).then((z) => {
-          res.writeHead(200, { 'Content-Length': z.length });
-          res.end(z);
-        });
+        res.writeHead(200, { 'Content-Length': notLibtorch.length });
+        res.end(notLibtorch);
       } else {
         res.writeHead(404);
         res.end();
@@ -294,7 +295,7 @@ describe('download', () => {
 
   test('an archive without libtorch inside is rejected', async () => {
     const cacheDir = path.join(tmp, 'cache');
-    const bad = await makeZip({ 'something/else.txt': 'hello' });
+    const bad = notLibtorch;
     const env = {
       XCEPTION_TORCH_VARIANT: 'cpu',
       XCEPTION_TORCH_LIBTORCH_URL: `${base}/not-libtorch.zip`,
