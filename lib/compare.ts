@@ -64,14 +64,13 @@ export interface Comparison {
 
 /**
  * Parameters and multiply-accumulates per image of a model built with `options`. A RangeError when
- * the model cannot train on `imageSize` crops (it says its smallest; Inception V3's aux head needs 299).
+ * the model cannot train on `imageSize` crops (model.checkTrainingCrop).
  */
 export function modelCost<N extends ModelName>(model: N, options: ModelOptionsByName[N], imageSize: number): { parameters: number; macsPerImage: number } {
   // The counts do not depend on the weights: skip Inception V3's (slow) truncated-normal initialisation.
   const net = createModel(model, model === 'inception_v3' ? { ...options, initWeights: false } : options);
   try {
-    const min = net.minTrainingInputSize();
-    if (imageSize < min) throw new RangeError(`${model} needs crops of at least ${min}x${min} to train; got ${imageSize}x${imageSize}`);
+    net.checkTrainingCrop(imageSize);
     return { parameters: net.parameterCount(), macsPerImage: net.multiplyAccumulates(imageSize) };
   } finally {
     net.dispose();

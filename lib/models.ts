@@ -292,6 +292,16 @@ abstract class NativeBackedModel implements Model {
     return this.minInputSize();
   }
 
+  /** Throws a RangeError saying why this model cannot train on `crop`-sized crops, if it cannot. */
+  checkTrainingCrop(crop: number): void {
+    const min = this.minTrainingInputSize();
+    if (crop < min) throw new RangeError(this.trainingCropProblem(min, crop));
+  }
+
+  protected trainingCropProblem(min: number, crop: number): string {
+    return `${this.displayName} needs crops of at least ${min}x${min} to train (got ${crop}x${crop}; CLI: --image-size)`;
+  }
+
   /** Frees the native weights now rather than at garbage collection. Further calls throw. */
   dispose(): void {
     this.checkNotTraining('dispose()');
@@ -360,6 +370,12 @@ export class InceptionV3 extends NativeBackedModel {
    */
   override minTrainingInputSize(): number {
     return this.options.auxLogits ? 299 : this.minInputSize();
+  }
+
+  protected override trainingCropProblem(min: number, crop: number): string {
+    if (!this.options.auxLogits) return super.trainingCropProblem(min, crop);
+    return `Inception V3's auxiliary classifier needs training crops of at least ${min}x${min} (got ${crop}x${crop}): ` +
+      'build the model with auxLogits: false (CLI: --no-aux-logits), or train at 299';
   }
 }
 

@@ -167,15 +167,11 @@ export class Trainer extends EventEmitter {
     // The same seed gives the same initial weights.
     if (typeof o.model === 'string') native().manualSeed(s.seed);
     const model = typeof o.model === 'string' ? createModel(o.model, s.modelOptions as never) : o.model;
-    const crop = s.preprocessing.crop;
-    const min = model.minTrainingInputSize();
-    if (crop < min) {
-      const aux = model instanceof InceptionV3 && model.options.auxLogits && min > model.minInputSize();
+    try {
+      model.checkTrainingCrop(s.preprocessing.crop);
+    } catch (error) {
       if (model !== o.model) model.dispose();
-      throw new RangeError(aux
-        ? `Inception V3's auxiliary classifier needs training crops of at least ${min}x${min} (got ${crop}x${crop}): ` +
-          'build the model with auxLogits: false (CLI: --no-aux-logits), or train at 299'
-        : `${s.model} needs crops of at least ${min}x${min} (got ${crop}x${crop}; CLI: --image-size)`);
+      throw error;
     }
     return model;
   }

@@ -149,8 +149,7 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
       return modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize);
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
-      const aux = r.settings.model === 'inception_v3' && r.settings.auxLogits ? " (for Inception V3's auxiliary classifier; add --no-aux-logits)" : '';
-      throw new UsageError(`--image-size: ${error.message}${aux}`);
+      throw new UsageError(`--image-size: ${error.message}`);
     }
   }));
   const resolved = resolveTrainerOptions(toTrainerOptions(shared));

@@ -331,12 +331,12 @@ export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Pro
   } catch (error) {
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
   }
-  // What the model accepts (its smallest crop, Inception's aux head) is a usage error, found before
-  // anything is printed or locked; so are weights (--init-weights) that do not fit it.
   trainer.on('initWeights', (e: InitWeightsEvent) => {
     const reset = e.reset.length ? `; left fresh (a classifier of another shape): ${e.reset.join(', ')}` : '';
     console.log(`initial weights from ${e.file}: ${e.loaded.length} tensors loaded${reset}`);
   });
+  // What the model accepts (its smallest crop, Inception's aux head) is a usage error, found before
+  // anything is printed or locked; so are weights (--init-weights) that do not fit it.
   await trainer.buildModel().catch((error: unknown) => {
     trainer.dispose();
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
