@@ -142,26 +142,7 @@ export class Trainer extends EventEmitter {
    */
   async buildModel(): Promise<Xception | InceptionV3> {
     this.checkNotDisposed();
-    if (!this.model) {
-      const model = this.createCheckedModel();
-      if (this.settings.initWeights) await this.loadInitialWeights(model, this.settings.initWeights);
-      this.model = model;
-    }
-    return this.model;
-  }
-
-  /** initWeights: the backbone from the file, a classifier of another shape left fresh; says which. */
-  private async loadInitialWeights(model: Xception | InceptionV3, file: string): Promise<void> {
-    try {
-      const result = await model.loadWeights(file, { resetHead: true });
-      this.emit('initWeights', { file, ...result } satisfies InitWeightsEvent);
-    } catch (error) {
-      if (model !== this.options.model) model.dispose();
-      throw error;
-    }
-  }
-
-  private createCheckedModel(): Xception | InceptionV3 {
+    if (this.model) return this.model;
     const o = this.options;
     const s = this.settings;
     // The same seed gives the same initial weights.
@@ -169,10 +150,17 @@ export class Trainer extends EventEmitter {
     const model = typeof o.model === 'string' ? createModel(o.model, s.modelOptions as never) : o.model;
     try {
       model.checkTrainingCrop(s.preprocessing.crop);
+      if (s.initWeights) {
+        // The backbone from the file, a classifier of another shape left fresh; the event says which.
+        const result = await model.loadWeights(s.initWeights, { resetHead: true });
+        this.emit('initWeights', { file: s.initWeights, ...result } satisfies InitWeightsEvent);
+      }
     } catch (error) {
+      // A model this Trainer built is its own to free; one passed in stays the caller's.
       if (model !== o.model) model.dispose();
       throw error;
     }
+    this.model = model;
     return model;
   }
 
