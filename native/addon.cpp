@@ -80,10 +80,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       } else {
         throw std::invalid_argument("unknown model '" + name + "' (expected 'xception' or 'inception_v3')");
       }
-      memory_ = std::make_unique<ExternalMemory>(info.Env());
-      int64_t bytes = 0;
-      for (const auto& kv : net_->state_dict()) bytes += tensor_bytes(kv.second);
-      memory_->set(bytes);
+      memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(net_->state_dict()));
     });
   }
 
@@ -290,7 +287,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     // A running forward() keeps its own reference, so the weights are freed when it finishes; a
     // NativeTrainer keeps one until it is disposed.
     net_.reset();
-    if (memory_) memory_->set(0);
+    memory_.reset();
     return info.Env().Undefined();
   }
 

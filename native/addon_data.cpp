@@ -83,8 +83,7 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       auto label_tensor = torch::from_blob(labels.Data(), {shape[0]}, torch::kUInt8);
       // ImageStore copies to the device (a clone on the CPU), so the JS buffers may go.
       store_ = std::make_shared<ImageStore>(image_tensor.clone(), label_tensor.clone(), device);
-      memory_ = std::make_unique<ExternalMemory>(info.Env());
-      memory_->set(tensor_bytes(image_tensor) + tensor_bytes(label_tensor));
+      memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(image_tensor) + tensor_bytes(label_tensor));
     });
   }
 
@@ -105,7 +104,7 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
   // dispose(): frees the images now (a batch in flight keeps its own reference until it ends).
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     store_.reset();
-    if (memory_) memory_->set(0);
+    memory_.reset();
     return info.Env().Undefined();
   }
 

@@ -103,10 +103,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       device_ = model.device;
       session_ = std::make_shared<TrainingSession>(model.net, config_of(info[2].As<Napi::Object>()), model.device, train_->size());
       // The optimizer's moments: two tensors the size of each trained parameter.
-      int64_t bytes = 0;
-      for (const auto& kv : session_->optimizer().state()) bytes += tensor_bytes(kv.second);
-      memory_ = std::make_unique<ExternalMemory>(info.Env());
-      memory_->set(bytes);
+      memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(session_->optimizer().state()));
     });
   }
 
@@ -123,7 +120,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     stop_ = true;
     session_.reset();
     train_.reset();
-    if (memory_) memory_->set(0);
+    memory_.reset();
     return info.Env().Undefined();
   }
 

@@ -82,27 +82,31 @@ auto guarded(Napi::Env env, Body&& body) -> decltype(body()) {
   }
 }
 
-// Native memory a wrapped object holds, reported to V8 (napi_adjust_external_memory) so that a
-// dropped object is collected as soon as its size warrants; set(0) or destruction un-reports it.
+// Native memory a wrapped object holds, reported to V8 (napi_adjust_external_memory) for as long
+// as this lives, so that a dropped object is collected as soon as its size warrants.
 class ExternalMemory {
  public:
-  explicit ExternalMemory(Napi::Env env) : env_(env) {}
+  ExternalMemory(Napi::Env env, int64_t bytes) : env_(env), bytes_(bytes) {
+    Napi::MemoryManagement::AdjustExternalMemory(env_, bytes_);
+  }
   ExternalMemory(const ExternalMemory&) = delete;
   ExternalMemory& operator=(const ExternalMemory&) = delete;
-  ~ExternalMemory() { set(0); }
-  void set(int64_t bytes) {
-    if (bytes == bytes_) return;
-    Napi::MemoryManagement::AdjustExternalMemory(env_, bytes - bytes_);
-    bytes_ = bytes;
-  }
+  ~ExternalMemory() { Napi::MemoryManagement::AdjustExternalMemory(env_, -bytes_); }
 
  private:
   Napi::Env env_;
-  int64_t bytes_ = 0;
+  int64_t bytes_;
 };
 
 inline int64_t tensor_bytes(const torch::Tensor& t) {
   return t.defined() ? static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size()) : 0;
+}
+
+// The bytes of named tensors (a state dict, an optimizer's state).
+inline int64_t tensor_bytes(const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  int64_t bytes = 0;
+  for (const auto& kv : named) bytes += tensor_bytes(kv.second);
+  return bytes;
 }
 
 // ---- argument helpers ------------------------------------------------------------------------
