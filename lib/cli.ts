@@ -16,7 +16,7 @@ import * as path from 'path';
 import { PROJECT_ROOT } from './paths';
 import { LIMITS, maxThreads } from './limits';
 import { fixed } from './report/format';
-import { DATA_ENVIRONMENT, helpFooter } from './commands/help';
+import { DATA_ENVIRONMENT, distributedExamples, helpFooter, TRAIN_ENVIRONMENT } from './commands/help';
 import { TRAINER_DEFAULTS } from './trainer-options';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -37,7 +37,8 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
       'xception-torch train --model inception_v3 --epochs 20 -b 64 # CIFAR-10 (downloaded once)',
       'xception-torch train --data-dir ~/data --image-size 96 --out runs/x96',
       'xception-torch train --resume --out runs/x96 --epochs 30 # continue, then train on',
-    ], DATA_ENVIRONMENT))
+      ...distributedExamples('train'),
+    ], TRAIN_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
       result.exitCode = await runTrain(opts, cmd, argv);
     });
@@ -61,7 +62,8 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
       'xception-torch compare --quick --out runs/cmp # both models on a small synthetic set',
       'xception-torch compare --throughput --image-size 96 -b 8',
       'xception-torch compare --activations none,relu,elu --quick',
-    ], DATA_ENVIRONMENT))
+      ...distributedExamples('compare'),
+    ], TRAIN_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
       result.exitCode = await runCompare(opts, cmd, argv);
     });

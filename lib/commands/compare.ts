@@ -23,10 +23,11 @@ import { runtimeInfo, setNumThreads } from '../runtime';
 import type { EpochRecord } from '../run-files';
 import { defaultRunDir, resolveTrainerOptions, ResolvedTrainerOptions } from '../trainer';
 import { integer, UsageError } from './options';
+import { distributedTrainerOption, launchIfRequested } from './distributed';
 import { COMMAND_FILE, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
-  trainRun, TrainSettings,
+  trainRun, TrainRunOptions, TrainSettings,
 } from './train';
 import { fixed, formatBytes } from '../report/format';
 
@@ -116,6 +117,12 @@ export async function runCompare(opts: Record<string, unknown>, cmd: Command, ar
   if (opts.json && mode === 'train') throw new UsageError('--json needs --params-only or --throughput (a training comparison writes compare.json to its folder)');
   if (opts.activations && cmd.getOptionValueSource('activation') === 'cli') throw new UsageError('give either --activation or --activations, not both');
 
+  // --nproc-per-node: this process only starts the workers, each of which runs this command.
+  const launched = await launchIfRequested(opts, cmd, {
+    argv, defaultOut: defaultRunDir(opts.activations ? 'compare-activations' : 'compare'), quickPreset: COMPARE_QUICK,
+  });
+  if (launched !== undefined) return launched;
+
   if (opts.resume) {
     if (mode !== 'train') throw new UsageError('--resume continues a training comparison; --params-only and --throughput have nothing to resume');
     if (opts.out === undefined) throw new UsageError('--resume needs --out DIR: the comparison folder to continue');
@@ -181,7 +188,7 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
   if (mode === 'throughput') {
     await quitOnInterrupt(() => measureRuns(runs, comparison.rows, { ...opts, resolved }, log));
   } else if (mode === 'train') {
-    const finished = await trainRuns(runs, comparison, dir, { argv, device: String(resolved.device) });
+    const finished = await trainRuns(runs, comparison, dir, { argv, device: String(resolved.device), distributed: distributedTrainerOption(opts) });
     if (!finished) return 130;
   }
 
@@ -259,7 +266,9 @@ async function measureRuns(
  * Trains and tests each run in turn, rewriting compare.json after each. Runs that finished before
  * (--resume) are kept as they are. Resolves false after Ctrl-C, with the way to continue printed.
  */
-async function trainRuns(runs: PlannedRun[], comparison: Comparison, dir: string, o: { argv: string[]; device: string }): Promise<boolean> {
+async function trainRuns(
+  runs: PlannedRun[], comparison: Comparison, dir: string, o: { argv: string[]; device: string; distributed: TrainRunOptions['distributed'] },
+): Promise<boolean> {
   const previous = readJson<Comparison>(path.join(dir, COMPARE_JSON));
   const resumeCommand = `xception-torch compare --resume --out ${dir}`;
   for (const [i, run] of runs.entries()) {
@@ -274,7 +283,7 @@ async function trainRuns(runs: PlannedRun[], comparison: Comparison, dir: string
     console.log(`\n[${i + 1}/${runs.length}] ${run.label}${done ? ': finished before, kept' : ''}`);
     if (!done) {
       const probe = startPeakMemory(o.device);
-      const { history } = await trainRun(s, { argv: o.argv, saved, resumeCommand: () => resumeCommand });
+      const { history } = await trainRun(s, { argv: o.argv, saved, resumeCommand: () => resumeCommand, distributed: o.distributed });
       if (history.interrupted) {
         await writeFileAtomic(path.join(dir, COMPARE_JSON), JSON.stringify(comparison, null, 2) + '\n');
         const last = findCheckpoint(path.join(out, 'checkpoints'), 'last');

@@ -8,6 +8,8 @@ export const ENVIRONMENT = Object.freeze({
   extractLimits: ['XCEPTION_TORCH_CIFAR10_MAX_BYTES, _MAX_ENTRY_BYTES', 'what the archive may unpack to, in all and per file'],
   proxy: ['HTTPS_PROXY, HTTP_PROXY, NO_PROXY', "proxies for downloads (npm's proxy settings too)"],
   deadline: ['XCEPTION_TORCH_DOWNLOAD_DEADLINE', 'seconds a download may take in all (default 7200)'],
+  distributed: ['RANK, WORLD_SIZE, LOCAL_RANK, …', "torchrun's variables (--nproc-per-node sets them too): WORLD_SIZE > 1 makes this process one rank of a data-parallel group"],
+  distTimeout: ['XCEPTION_TORCH_DIST_TIMEOUT', 'seconds a rank waits for the others (default 1800; --dist-timeout overrides)'],
 } as const);
 
 type Variable = readonly [string, string];
@@ -28,3 +30,15 @@ export function helpFooter(examples: string[], variables: Variable[] = []): stri
 
 /** The variables of every command that may download CIFAR-10. */
 export const DATA_ENVIRONMENT: Variable[] = [ENVIRONMENT.cache, ENVIRONMENT.cifar10, ENVIRONMENT.extractLimits, ENVIRONMENT.proxy, ENVIRONMENT.deadline];
+
+/** The variables of the commands that train data-parallel (train, compare). */
+export const TRAIN_ENVIRONMENT: Variable[] = [...DATA_ENVIRONMENT, ENVIRONMENT.distributed, ENVIRONMENT.distTimeout];
+
+/** The data-parallel launch forms, as examples for `command` (train or compare). */
+export function distributedExamples(command: string): string[] {
+  return [
+    `xception-torch ${command} --quick --nproc-per-node 2 # 2 processes on this machine (Gloo): 8 images each of the batch of 16`,
+    `python3 -m torch.distributed.run --nproc_per_node 2 --no_python npx xception-torch ${command} …`,
+    `torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:PORT --no-python npx xception-torch ${command} …`,
+  ];
+}

@@ -6,6 +6,7 @@ import { findCheckpoint, readCheckpointState } from '../checkpoint';
 import { describeTakeOver, withRunLock } from '../run-lock';
 import type { SyntheticDatasetOptions } from '../datasets';
 import type { RunMeta } from '../run-files';
+import { ownsRunFolder } from '../distributed/settings';
 
 export const COMMAND_FILE = 'command.json';
 
@@ -78,7 +79,9 @@ export async function readSavedRun(checkpoint: string): Promise<SavedRun> {
 /**
  * Runs `work` holding the lock of run folder `dir` (lib/run-lock.ts): another run into it fails
  * with an error naming its process; the lock of a run that was killed is taken over with a warning.
+ * A data-parallel worker other than rank 0 runs `work` without it: rank 0 holds it for the group.
  */
 export function lockRunFolder<T>(dir: string, work: () => Promise<T>): Promise<T> {
+  if (!ownsRunFolder()) return work();
   return withRunLock(dir, work, { onTakeOver: (owner, file) => console.error(`xception-torch: warning: ${describeTakeOver(owner, file)}`) });
 }

@@ -15,6 +15,9 @@ import { PROJECT_ROOT } from '../paths';
 import { runtimeInfo } from '../runtime';
 import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
+import { addDistributedOptions, distributedTrainerOption, launchIfRequested } from './distributed';
+import type { DistributedOptions } from '../distributed/settings';
+import { defaultRunDir } from '../trainer';
 import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import { LIMITS, maxThreads } from '../limits';
 import { fixed } from '../report/format';
@@ -121,6 +124,7 @@ export function addTrainOptions(
   cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)', folder);
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');
   cmd.option('--quick', describeQuick(o.quick ?? QUICK));
+  addDistributedOptions(cmd);
   return cmd;
 }
 
@@ -265,6 +269,9 @@ async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettin
 
 /** Runs `train`; resolves with the exit code (0, or 130 after Ctrl-C). */
 export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  // --nproc-per-node: this process only starts the workers, each of which runs this command.
+  const launched = await launchIfRequested(opts, cmd, { argv, defaultOut: defaultRunDir(opts.model as string), quickPreset: QUICK });
+  if (launched !== undefined) return launched;
   // The run folder is locked before anything in it is read or written.
   if (opts.out === undefined) return trainCommand(opts, cmd, argv);
   return lockRunFolder(path.resolve(opts.out as string), () => trainCommand(opts, cmd, argv));
@@ -291,7 +298,7 @@ async function trainCommand(opts: Record<string, unknown>, cmd: Command, argv: s
   checkDevice(settings.device);
 
   const { outDir, history } = await trainRun(settings, {
-    argv, saved, resumeCommand: (dir) => `xception-torch train --resume --out ${dir}`,
+    argv, saved, resumeCommand: (dir) => `xception-torch train --resume --out ${dir}`, distributed: distributedTrainerOption(opts),
   });
   if (history.interrupted) {
     const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
@@ -317,6 +324,8 @@ export interface TrainRunOptions {
   saved?: SavedRun;
   /** The command that continues the run in `outDir`, shown when Ctrl-C quits at once. */
   resumeCommand: (outDir: string) => string;
+  /** This process's group when it is a data-parallel worker (distributedTrainerOption). */
+  distributed?: 'env' | DistributedOptions;
 }
 
 /**
@@ -327,6 +336,7 @@ export interface TrainRunOptions {
 export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Promise<{ outDir: string; history: History }> {
   let trainer: Trainer;
   try {
+    // TODO(issue 13): pass `distributed: o.distributed` once TrainerOptions has it.
     trainer = new Trainer(toTrainerOptions(settings));
   } catch (error) {
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
