@@ -49,3 +49,11 @@ export function fromNative(error: unknown): Error {
   if (code === 'XT_INVALID_ARGUMENT' || name === 'RangeError' || name === 'TypeError') return new ModelError(message);
   return error as Error;
 }
+
+/** An image file that could not be read or decoded (exit code 1); `file` names it. */
+export class ImageDecodeError extends Error {
+  constructor(readonly file: string, reason: string) {
+    super(`cannot decode image ${file}: ${reason}`);
+    this.name = 'ImageDecodeError';
+  }
+}
