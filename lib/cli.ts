@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { addCompareOptions, runCompare } from './commands/compare';
 import { addEvaluateOptions, runEvaluate } from './commands/evaluate';
 import { integer, UsageError } from './commands/options';
+import { addPredictOptions, runPredict } from './commands/predict';
 import { addTrainOptions, runTrain } from './commands/train';
 import { ensureCifar10, readCifar10Folder } from './datasets/cifar10';
 import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
@@ -66,6 +67,19 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
     ], TRAIN_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
       result.exitCode = await runCompare(opts, cmd, argv);
+    });
+
+  addPredictOptions(program
+    .command('predict')
+    .description('classify image files: the top-k classes and probabilities of each, from a run (--checkpoint) or published weights (--weights)'))
+    .addHelpText('after', helpFooter([
+      'xception-torch predict --checkpoint runs/x96 photos/ # a run of this package: its classes and preprocessing',
+      'xception-torch predict --model inception_v3 --weights inception_v3_google-0cc3c7bd.pth cat.jpg',
+      'xception-torch predict --preset timm-legacy_xception --weights xception.safetensors --top-k 3 --json a.jpg b.png',
+      'xception-torch predict --checkpoint runs/x96 --skip-bad-images photos/ # warn about undecodable files, go on',
+    ]))
+    .action(async (images: string[], opts) => {
+      result.exitCode = await runPredict(images, opts);
     });
 
   program

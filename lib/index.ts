@@ -32,3 +32,11 @@ export type {
 export { GradScaler } from './grad-scaler';
 export type { GradScalerOptions, GradScalerState } from './grad-scaler';
 export { TensorBoardWriter, type TensorBoardWriterOptions } from './report/tensorboard';
+export { ImageDecodeError } from './errors';
+export { decodeImage, decodeImageBytes, IMAGE_EXTENSIONS, type RgbImage } from './images/decode';
+export { resize, type Interpolation } from './images/resample';
+export { applyEvalTransform, evalBatch, resizeSize, DEFAULT_CROP_PCT, type EvalTransform } from './images/eval-transform';
+export { PRESETS, PRESET_NAMES, DEFAULT_PRESET, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, type Preset, type PresetName } from './images/presets';
+export { findImages } from './images/find-images';
+export { predictImages, softmax, topK, type PredictOptions, type ImagePrediction, type ClassScore } from './predict';
+export { IMAGENET_CLASSES } from './data/imagenet-classes';

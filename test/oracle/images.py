@@ -12,8 +12,12 @@
         Normalize(mean, std)]), of each file opened as torchvision's ImageFolder loader does;
         writes the batch [N, 3, S, S] as float32 to O
   images.py predict --weights W --files F1,... (transform options as above) --classes N
+                    --transform-input 0|1
         also runs torchvision's inception_v3 (eval mode) with the state dict W; prints
         {"probabilities": [[...N per image]]}
+  images.py save-inception --out W --classes N --seed S --fc-scale X
+        torch.save()s the state dict of a randomly initialised torchvision inception_v3 (aux head
+        included), BatchNorm statistics measured on random pictures, fc.weight scaled by X
 Every command prints one JSON object on stdout.
 """
 import argparse
@@ -148,7 +152,8 @@ def predict(args):
     from torchvision.models import inception_v3
 
     torch.set_num_threads(int(os.environ.get("ORACLE_THREADS", "2")))
-    model = inception_v3(weights=None, aux_logits=True, init_weights=False, num_classes=args.classes)
+    model = inception_v3(weights=None, aux_logits=True, init_weights=False, num_classes=args.classes,
+                         transform_input=bool(args.transform_input))
     model.load_state_dict(torch.load(args.weights, map_location="cpu"))
     model.eval()
     with torch.no_grad():
@@ -162,11 +167,19 @@ def save_inception(args):
 
     torch.manual_seed(args.seed)
     model = inception_v3(weights=None, aux_logits=True, init_weights=False, num_classes=args.classes)
-    # Realistic BatchNorm statistics, so the logits are not all alike.
+    # BatchNorm statistics of real activations (a pass in training mode over smooth random
+    # pictures), so that the features, and the top classes, depend on the image.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+            m.reset_running_stats()
+            m.momentum = None
+    pictures = torch.nn.functional.interpolate(torch.randn(16, 3, 8, 8), size=(96, 96), mode="bilinear", align_corners=False)
+    aux, model.AuxLogits = model.AuxLogits, None  # (unused in eval mode; needs 299 in training mode)
+    model.train()
+    with torch.no_grad():
+        model(pictures)
+        model.AuxLogits = aux
+        model.fc.weight.mul_(args.fc_scale)  # logits spread out enough for a stable top-5
     torch.save(model.state_dict(), args.out)
     print(json.dumps({"file": args.out}))
 
@@ -185,6 +198,8 @@ def main():
     p.add_argument("--weights")
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--transform-input", type=int, default=0)
+    p.add_argument("--fc-scale", type=float, default=1.0)
     args = p.parse_args()
     {"make": make, "transform": transform, "predict": predict, "save-inception": save_inception}[args.command](args)
 
