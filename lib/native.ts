@@ -125,6 +125,8 @@ export interface NativeEpochResult {
   fusedAdam: boolean;
   /** Without a GradScaler: the first batch (0-based) whose loss was NaN or infinite; the epoch stopped there. */
   divergedBatch?: number;
+  /** Data-parallel: seconds spent waiting for gradient all-reduces that backward did not hide (0 alone). */
+  exposedCommunicationSeconds: number;
 }
 
 export interface NativeEvalResult {
@@ -150,6 +152,8 @@ export interface NativeTrainerHandle {
   stop(): void;
   evaluate(dataset: NativeDatasetHandle, batchSize: number, numClasses: number): Promise<NativeEvalResult>;
   batchesPerEpoch(): number;
+  /** This rank's training images of an epoch, in training order. */
+  epochIndices(epoch: number): Int32Array;
   getState(): NativeTrainState;
   /** getState() without copying the optimizer's tensors. */
   getCounters(): Omit<NativeTrainState, 'optimizer'>;
@@ -181,6 +185,27 @@ export interface NativeInfo {
   hardwareThreads: number;
   parallelInfo: string;
   liveNativeObjects: LiveNativeObjects;
+  /** The c10d backends this build can create ('gloo', 'nccl'); empty when built without c10d. */
+  distributedBackends: string[];
+  /** Why this build has no c10d, when it has none. */
+  distributedMissing?: string;
+}
+
+/** A joined c10d process group (createProcessGroup); a NativeTrainer takes it as `group`. */
+export interface NativeProcessGroupHandle {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  /** Element-wise reduction of small values across ranks. */
+  allReduce(values: Float64Array, op?: 'sum' | 'max' | 'min'): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  /** Leaves the group once no trainer holds it. */
+  dispose(): void;
+}
+
+export interface NativeProcessGroupConfig {
+  backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number;
+  isStoreServer: boolean; storePrefix: string; timeoutSeconds: number;
 }
 
 /** The heavy native objects alive now: what dispose() and garbage collection have not yet freed. */
@@ -188,6 +213,7 @@ export interface LiveNativeObjects {
   networks: number;
   datasets: number;
   trainingSessions: number;
+  processGroups: number;
 }
 
 export interface NativeAddon {
@@ -209,6 +235,10 @@ export interface NativeAddon {
     grads: FloatTensor[]; scale: number; growthTracker: number; skippedSteps: number;
     growthFactor?: number; backoffFactor?: number; growthInterval?: number; device?: string;
   }): { grads: FloatTensor[]; foundInf: boolean; scale: number; growthTracker: number; skippedSteps: number };
+  /** Joins a c10d process group; resolves once every rank has joined. */
+  createProcessGroup(config: NativeProcessGroupConfig): Promise<NativeProcessGroupHandle>;
+  /** torch.utils.data.DistributedSampler's split of a permutation: this rank's indices. */
+  shardIndices(order: Int32Array, rank: number, worldSize: number): Int32Array;
   info(): NativeInfo;
   setNumThreads(threads: number): void;
   /** Seeds libtorch's default generators (weight initialisation). */

@@ -9,6 +9,7 @@ import { Preprocessing, resolvePreprocessing } from './datasets/device-dataset';
 import type { GradScaler } from './grad-scaler';
 import { LIMITS, maxThreads } from './limits';
 import { resolveDevice, runtimeInfo } from './runtime';
+import { DistributedOptions, DistributedSettings, perRankBatchSize, resolveDistributed } from './distributed/settings';
 import { Device, InceptionV3, InceptionV3Options, MODEL_NAMES, ModelName, Xception, XceptionOptions } from './models';
 
 export type AmpOption = 'auto' | 'fp16' | 'bf16' | 'off';
@@ -55,6 +56,12 @@ export interface TrainerOptions {
   /** Loss scaling for fp16; default: a GradScaler with torch.amp's defaults when amp is fp16. */
   gradScaler?: GradScaler | false;
   device?: Device;
+  /**
+   * Data-parallel training over c10d: 'env' joins the group torchrun (or `train --nproc-per-node`)
+   * describes in the environment (one process alone when WORLD_SIZE is unset or 1), or the group
+   * given here. batchSize stays the global batch. See docs/distributed.md.
+   */
+  distributed?: 'env' | DistributedOptions;
   preprocessing?: Preprocessing;
   /** Where history, metrics and checkpoints go. Default runs/<model>-<timestamp>. */
   outDir?: string;
@@ -132,6 +139,8 @@ export interface ResolvedTrainerOptions {
   fusedAdam: boolean;
   progressEvery: number;
   initWeights: string | null;
+  /** The process group this process trains in; null alone. */
+  distributed: DistributedSettings | null;
 }
 
 /** What the resolution needs to know of the machine (default: asked of the addon). */
@@ -197,13 +206,19 @@ function askRuntime(): RuntimeFacts {
  * The complete settings of a run from the options a caller gave: defaults filled in, the 'auto'
  * device and precision resolved, every range checked (RangeError/TypeError for a mistake).
  */
-export function resolveTrainerOptions(o: TrainerOptions, runtime: RuntimeFacts = askRuntime()): ResolvedTrainerOptions {
+export function resolveTrainerOptions(
+  o: TrainerOptions, runtime: RuntimeFacts = askRuntime(), env: NodeJS.ProcessEnv = process.env,
+): ResolvedTrainerOptions {
   checkOptions(o);
   const d = TRAINER_DEFAULTS;
-  const device = resolveDevice(o.device ?? d.device, runtime.cudaAvailable);
-  const onCuda = device.startsWith('cuda');
+  const requestedDevice = resolveDevice(o.device ?? d.device, runtime.cudaAvailable);
+  const onCuda = requestedDevice.startsWith('cuda');
+  const distributed = resolveDistributed(o.distributed, onCuda ? 'cuda' : 'cpu', env) ?? null;
+  // A data-parallel worker on CUDA without a device index takes the GPU of its local rank.
+  const device = distributed && requestedDevice === 'cuda' ? `cuda:${distributed.localRank}` : requestedDevice;
   const requestedAmp = o.amp ?? d.amp;
   const batchSize = o.batchSize ?? d.batchSize;
+  if (distributed) perRankBatchSize(batchSize, distributed.worldSize);
   return {
     model: typeof o.model === 'string' ? o.model : o.model.name,
     modelOptions: typeof o.model === 'string'
@@ -231,5 +246,6 @@ export function resolveTrainerOptions(o: TrainerOptions, runtime: RuntimeFacts =
     fusedAdam: o.fusedAdam ?? d.fusedAdam,
     progressEvery: o.progressEvery ?? (onCuda ? d.progressEvery.cuda : d.progressEvery.cpu),
     initWeights: o.initWeights === undefined ? null : path.resolve(o.initWeights),
+    distributed,
   };
 }

@@ -13,7 +13,7 @@ import { GradScaler } from './grad-scaler';
 import { LIMITS } from './limits';
 import { createModel, Device, InceptionV3, TrainingJobLease, Xception } from './models';
 import type { LoadWeightsResult } from './weights/load-weights';
-import { native, NativeTrainerHandle, NativeTrainProgress } from './native';
+import { native, NativeProcessGroupHandle, NativeTrainerHandle, NativeTrainProgress } from './native';
 import { formatHistoryCsv } from './report/history';
 import { recordBatch, recordEpoch, recordTest } from './report/training-curves';
 import { TensorBoardWriter } from './report/tensorboard';
@@ -68,6 +68,8 @@ export class Trainer extends EventEmitter {
   private splits?: DatasetSplits;
   private devices = new Map<'train' | 'val' | 'test', DeviceDataset>();
   private session?: NativeTrainerHandle;
+  /** Data-parallel: the c10d process group this process trains in. */
+  private group?: NativeProcessGroupHandle;
   private scaler?: GradScaler;
   /** Set by dispose(): every later call is refused, and a running fit() stops without writing. */
   private disposed = false;
@@ -81,6 +83,24 @@ export class Trainer extends EventEmitter {
     this.settings = resolveTrainerOptions(options);
     this.options = options;
     this.outDir = path.resolve(options.outDir ?? defaultRunDir(this.settings.model));
+  }
+
+  /** This process's rank in its data-parallel group (0 alone). */
+  get rank(): number {
+    return this.settings.distributed?.rank ?? 0;
+  }
+
+  /** The processes training together (1 alone). */
+  get worldSize(): number {
+    return this.settings.distributed?.worldSize ?? 1;
+  }
+
+  /**
+   * Whether this process writes the run folder (history, metrics, checkpoints, TensorBoard) and
+   * holds its lock: alone, or rank 0 of a group. The other ranks train and evaluate in step, silent.
+   */
+  get ownsRunFolder(): boolean {
+    return this.rank === 0;
   }
 
   /** The options as they will run, defaults filled in (written to history.json and metrics.json). */
@@ -113,7 +133,14 @@ export class Trainer extends EventEmitter {
       this.devices.set(split, DeviceDataset.fromImageSet(splits[split], s.device as Device));
     }
     this.scaler = o.gradScaler === false ? undefined : o.gradScaler ?? (s.amp === 'fp16' ? new GradScaler() : undefined);
+    if (s.distributed) {
+      // The rendezvous: resolves once every rank has joined (or fails after the timeout).
+      const { backend, rank, worldSize, masterAddr, masterPort, isStoreServer, storePrefix, timeoutSeconds } = s.distributed;
+      this.group = await native().createProcessGroup({ backend, rank, worldSize, masterAddr, masterPort, isStoreServer, storePrefix, timeoutSeconds });
+      this.checkNotDisposed();
+    }
     this.session = new (native().NativeTrainer)(model.nativeHandle, this.devices.get('train')!.nativeHandle, {
+      group: this.group,
       batchSize: s.batchSize,
       epochs: s.epochs,
       optimizer: s.optimizer.type,
@@ -201,6 +228,7 @@ export class Trainer extends EventEmitter {
    */
   async fit(opts: { signal?: AbortSignal; resume?: boolean } = {}): Promise<History> {
     // One run per folder at a time (lib/run-lock.ts); what killed runs left half written goes first.
+    if (!this.ownsRunFolder) return this.fitLocked(opts);  // rank 0 holds the lock for the group
     return withRunLock(this.outDir, async () => {
       await removeStaleTemporaries(this.outDir);
       await removeStaleTemporaries(path.join(this.outDir, 'checkpoints'));
@@ -251,13 +279,14 @@ export class Trainer extends EventEmitter {
       this.scaler?.update(saved.train.scaler);
       meta = { ...saved.meta, options: meta.options };
     }
-    await fs.promises.mkdir(this.outDir, { recursive: true });
+    const owner = this.ownsRunFolder;
+    if (owner) await fs.promises.mkdir(this.outDir, { recursive: true });
 
     const stop = () => session.stop();
     opts.signal?.addEventListener('abort', stop);
     let interrupted = false;
     // Live curves for TensorBoard: a new event file per fit(), beside the run's others.
-    const curves = new TensorBoardWriter(this.outDir);
+    const curves = owner ? new TensorBoardWriter(this.outDir) : undefined;
     try {
       // The counters (position, scaler) are read without copying the optimizer's tensors; those
       // are copied once per checkpoint.
@@ -269,7 +298,7 @@ export class Trainer extends EventEmitter {
         const epoch = session.getCounters().position.epoch;
         const result = await session.trainEpoch((p) => {
           const event: BatchEvent = { ...p, imagesPerSecond: p.seconds > 0 ? p.images / p.seconds : 0 };
-          recordBatch(curves, event);
+          if (curves) recordBatch(curves, event);
           this.emit('batch', event);
         });
         // dispose() during the epoch: stop here, and write nothing from a model being freed.
@@ -305,14 +334,14 @@ export class Trainer extends EventEmitter {
         // best before last: a kill between the two leaves last at the epoch before, whose resume redoes this one.
         await this.saveCheckpoint(checkpoints, best ? ['best', 'last'] : ['last'], meta);
         await this.writeHistory(meta);
-        recordEpoch(curves, record);
+        if (curves) recordEpoch(curves, record);
         this.emit('epoch', record);
       }
       await this.writeHistory(meta);
       if (!interrupted) await this.writeMetrics(meta, curves);
     } finally {
       opts.signal?.removeEventListener('abort', stop);
-      curves.close();
+      curves?.close();
     }
     return { outDir: this.outDir, epochs: meta.history, interrupted, bestEpoch: meta.bestEpoch };
   }
@@ -339,7 +368,9 @@ export class Trainer extends EventEmitter {
     this.checkNotDisposed();
     const classNames = this.splits!.classNames;
     const classes = (this.model!.options as { numClasses: number }).numClasses;
-    const r = await this.session!.evaluate(this.devices.get(split)!.nativeHandle, this.settings.evalBatchSize, classes);
+    // Data-parallel: each rank evaluates its share of the split with its share of the batch.
+    const batchSize = Math.ceil(this.settings.evalBatchSize / this.worldSize);
+    const r = await this.session!.evaluate(this.devices.get(split)!.nativeHandle, batchSize, classes);
     const confusion = Array.from({ length: classes }, (_, i) => Array.from(r.confusion.subarray(i * classes, (i + 1) * classes)));
     const perClassAccuracy = confusion.map((row, i) => {
       const total = row.reduce((a, b) => a + b, 0);
@@ -364,6 +395,7 @@ export class Trainer extends EventEmitter {
 
   /** Writes the checkpoints `names` (e.g. last and best) from one copy of the training state. */
   private async saveCheckpoint(dir: string, names: string[], meta: RunMeta): Promise<void> {
+    if (!this.ownsRunFolder) return;
     const model = this.model!;
     const state = this.session!.getState();
     for (const name of names) {
@@ -373,12 +405,14 @@ export class Trainer extends EventEmitter {
   }
 
   private async writeHistory(meta: RunMeta): Promise<void> {
+    if (!this.ownsRunFolder) return;
     await writeFileAtomic(path.join(this.outDir, 'history.json'), JSON.stringify({ options: meta.options, epochs: meta.history }, null, 2) + '\n');
     await writeFileAtomic(path.join(this.outDir, 'history.csv'), formatHistoryCsv(meta.history));
   }
 
-  private async writeMetrics(meta: RunMeta, curves: TensorBoardWriter): Promise<void> {
-    const test = await this.evaluateSplit('test');
+  private async writeMetrics(meta: RunMeta, curves: TensorBoardWriter | undefined): Promise<void> {
+    const test = await this.evaluateSplit('test');  // on every rank: a collective when data-parallel
+    if (!curves || !this.ownsRunFolder) return;
     recordTest(curves, test, meta.history.length);
     const info = runtimeInfo();
     const trainingSeconds = meta.history.reduce((s, e) => s + e.seconds, 0);
@@ -397,6 +431,7 @@ export class Trainer extends EventEmitter {
       options: meta.options,
       runtime: {
         libtorch: info.libtorchVersion, device: this.model!.device, cuda: info.cudaAvailable, threads: info.threads, fusedAdam: this.ranFusedAdam,
+        worldSize: this.worldSize, backend: this.settings.distributed?.backend ?? null,
       },
     };
     await writeFileAtomic(path.join(this.outDir, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
@@ -415,6 +450,8 @@ export class Trainer extends EventEmitter {
     this.session = undefined;
     for (const dataset of this.devices.values()) dataset.dispose();
     this.devices.clear();
+    this.group?.dispose();
+    this.group = undefined;
     this.lease?.release();
     this.lease = undefined;
     if (typeof this.options.model === 'string') this.model?.dispose();

@@ -366,10 +366,16 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));
     o.Set("parallelInfo", at::get_parallel_info());
+    auto backends = xt::distributed_backends();
+    auto names = Napi::Array::New(env, backends.size());
+    for (size_t i = 0; i < backends.size(); ++i) names.Set(static_cast<uint32_t>(i), backends[i]);
+    o.Set("distributedBackends", names);
+    if (backends.empty()) o.Set("distributedMissing", xt::distributed_missing_reason("gloo"));
     auto live = Napi::Object::New(env);
     live.Set("networks", static_cast<double>(xt::LiveCount<xt::Network>::alive()));
     live.Set("datasets", static_cast<double>(xt::LiveCount<xt::ImageStore>::alive()));
     live.Set("trainingSessions", static_cast<double>(xt::LiveCount<xt::TrainingSession>::alive()));
+    live.Set("processGroups", static_cast<double>(xt::LiveCount<xt::DistributedGroup>::alive()));
     o.Set("liveNativeObjects", live);
     return o;
   });
@@ -452,6 +458,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeTrainer", define_native_trainer(env));
   exports.Set("benchmarkSteps", define_benchmark_steps(env));
+  define_distributed(env, exports);
   define_test_hooks(env, exports);
   return exports;
 }

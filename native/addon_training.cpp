@@ -70,6 +70,7 @@ Napi::Object epoch_object(Napi::Env env, const EpochResult& r) {
   o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
   o.Set("fusedAdam", r.fused_adam);
   if (r.diverged_batch >= 0) o.Set("divergedBatch", static_cast<double>(r.diverged_batch));
+  o.Set("exposedCommunicationSeconds", r.exposed_communication_seconds);
   return o;
 }
 
@@ -82,6 +83,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
                            InstanceMethod<&NativeTrainer::Stop>("stop"),
                            InstanceMethod<&NativeTrainer::Evaluate>("evaluate"),
                            InstanceMethod<&NativeTrainer::BatchesPerEpoch>("batchesPerEpoch"),
+                           InstanceMethod<&NativeTrainer::EpochIndices>("epochIndices"),
                            InstanceMethod<&NativeTrainer::GetState>("getState"),
                            InstanceMethod<&NativeTrainer::GetCounters>("getCounters"),
                            InstanceMethod<&NativeTrainer::SetState>("setState"),
@@ -101,7 +103,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       model_ = Napi::Persistent(info[0].As<Napi::Object>());
       busy_ = model.busy;
       device_ = model.device;
-      session_ = std::make_shared<TrainingSession>(model.net, config_of(info[2].As<Napi::Object>()), model.device, train_->size());
+      auto config = info[2].As<Napi::Object>();
+      std::shared_ptr<DistributedGroup> group;
+      if (config.Has("group") && !config.Get("group").IsUndefined()) group = process_group_of(config.Get("group"));
+      session_ = std::make_shared<TrainingSession>(model.net, config_of(config), model.device, train_->size(), group);
       // The optimizer's moments: two tensors the size of each trained parameter.
       memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(session_->optimizer().state()));
     });
@@ -226,6 +231,17 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
   Napi::Value BatchesPerEpoch(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(session().batches_per_epoch())); });
+  }
+
+  // epochIndices(epoch) -> Int32Array: this rank's training images of that epoch, in order.
+  Napi::Value EpochIndices(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("epochIndices(epoch)");
+      auto indices = session().epoch_indices(info[0].As<Napi::Number>().Int64Value()).to(torch::kInt).contiguous();
+      auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(indices.numel()));
+      std::memcpy(out.Data(), indices.data_ptr<int32_t>(), static_cast<size_t>(indices.numel()) * sizeof(int32_t));
+      return out;
+    });
   }
 
   Napi::Object position_object(Napi::Env env) {

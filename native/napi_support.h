@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "data.h"
+#include "distributed_group.h"
 #include "network.h"
 #include "torch_includes.h"
 
@@ -359,6 +360,10 @@ xt::Preprocessing preprocessing_of(const Napi::Value& value);
 // Defined in addon_training.cpp.
 Napi::Function define_native_trainer(Napi::Env env);
 Napi::Function define_benchmark_steps(Napi::Env env);
+
+// Defined in addon_distributed.cpp: NativeProcessGroup, createProcessGroup, shardIndices.
+void define_distributed(Napi::Env env, Napi::Object exports);
+std::shared_ptr<xt::DistributedGroup> process_group_of(const Napi::Value& value);  // throws unless a NativeProcessGroup
 
 // Defined in addon_test_hooks.cpp: adamStep and gradScalerStep, for the optimizer parity tests.
 void define_test_hooks(Napi::Env env, Napi::Object exports);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "cuda_support.h"
@@ -23,7 +24,7 @@ uint64_t mix_seed(uint64_t seed, int64_t epoch, int64_t batch) {
 }  // namespace
 
 TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device,
-                                 int64_t train_size)
+                                 int64_t train_size, std::shared_ptr<DistributedGroup> group)
     : net_(std::move(net)),
       config_(config),
       device_(device),
@@ -43,23 +44,52 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
         }
         return params;
       }(), config.optimizer, config.fused_adam),
-      scaler_(config.scaler, device) {
+      scaler_(config.scaler, device),
+      group_(std::move(group)) {
   if (config.batch_size < 1) throw std::invalid_argument("the batch size must be positive");
   if (config.epochs < 1) throw std::invalid_argument("the number of epochs must be positive");
   if (train_size < 2) throw std::invalid_argument("the training set needs at least 2 images");
+  plan_.rank = group_ ? group_->rank() : 0;
+  plan_.world_size = group_ ? group_->world_size() : 1;
+  plan_.dataset_size = train_size;
+  plan_.global_batch = config.batch_size;
+  plan_.validate();
   config_.preprocessing.validate(1);
   if (config.amp == AmpMode::FP16 && device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
   // Fixed input shapes: let cuDNN pick the fastest convolution algorithms (process-wide, as
   // torch.backends.cudnn.benchmark).
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark);
+  if (data_parallel()) {
+    std::vector<torch::Tensor> trained;
+    for (const auto& p : net_->parameters()) {
+      if (p.requires_grad()) trained.push_back(p);
+    }
+    reducer_ = std::make_unique<GradientReducer>(trained, group_);
+  }
 }
 
-int64_t TrainingSession::batches_per_epoch() const {
-  // A last batch of a single image is dropped: BatchNorm cannot train on it.
-  const int64_t full = train_size_ / config_.batch_size;
-  const int64_t rest = train_size_ % config_.batch_size;
-  return full + (rest >= 2 ? 1 : 0);
+void TrainingSession::start_data_parallel() {
+  if (!data_parallel() || started_) return;
+  // As DistributedDataParallel's constructor: every rank starts from rank 0's weights and buffers
+  // (here before the first epoch or evaluation, on the worker thread, after any resumed state).
+  std::vector<torch::Tensor> state = net_->parameters();
+  for (const auto& b : net_->buffers()) state.push_back(b);
+  group_->broadcast(state);
+  started_ = true;
 }
+
+void TrainingSession::broadcast_buffers() {
+  if (!data_parallel()) return;
+  group_->broadcast(net_->buffers());
+}
+
+torch::Tensor TrainingSession::epoch_indices(int64_t epoch) const {
+  auto order_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch, -1));
+  auto order = torch::randperm(train_size_, order_gen, torch::kLong);
+  return shard_indices(order, plan_.rank, plan_.world_size);
+}
+
+int64_t TrainingSession::batches_per_epoch() const { return plan_.batches(); }
 
 double TrainingSession::lr_at(int64_t global_step) const {
   if (!config_.cosine_schedule) return config_.optimizer.lr;
@@ -73,11 +103,13 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   const auto started = Clock::now();
   auto& pos = position_;
   const int64_t batches = batches_per_epoch();
+  start_data_parallel();
   net_->train();
 
-  // The epoch's order of images.
-  auto order_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, pos.epoch, -1));
-  auto order = torch::randperm(train_size_, order_gen, torch::kLong);
+  // The epoch's order of this rank's images.
+  const auto order = epoch_indices(pos.epoch);
+  const int64_t world = plan_.world_size, rank = plan_.rank;
+  if (data_parallel()) reducer_->reset_exposed_seconds();
 
   auto loss_sum = torch::full({}, pos.pending_loss, torch::TensorOptions().dtype(torch::kDouble).device(device_));
   auto correct = torch::full({}, pos.pending_correct, torch::TensorOptions().dtype(torch::kLong).device(device_));
@@ -93,25 +125,53 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   // one the weights are already ruined, so the epoch stops there.
   const bool watch_divergence = !scaler_.enabled();
   auto first_nonfinite = torch::full({}, -1, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  // Data-parallel: whether any rank was asked to stop, agreed on when the metrics are read.
+  bool group_stopping = false;
   auto read_metrics = [&] {
-    host_loss_sum += loss_sum.item<double>();
-    host_correct += correct.item<int64_t>();
+    if (data_parallel()) {
+      // One all-reduce of [loss sum, correct, stop requests, ranks that diverged]; a second one
+      // finds the first diverged batch only when some rank did.
+      auto flags = torch::tensor({stop.load() ? 1.0 : 0.0, 0.0}, loss_sum.options());
+      if (watch_divergence) flags[1].copy_((first_nonfinite >= 0).to(torch::kDouble));
+      auto sums = torch::cat({loss_sum.reshape({1}), correct.to(torch::kDouble).reshape({1}), flags});
+      group_->all_reduce(sums);
+      const auto host = sums.to(torch::kCPU);
+      const auto values = host.accessor<double, 1>();
+      host_loss_sum += values[0];
+      host_correct += static_cast<int64_t>(std::llround(values[1]));
+      group_stopping = values[2] > 0;
+      if (values[3] > 0) {
+        auto first = first_nonfinite.masked_fill(first_nonfinite < 0, std::numeric_limits<int64_t>::max());
+        group_->all_reduce(first, ReduceOp::Min);
+        result.diverged_batch = first.item<int64_t>();
+      }
+    } else {
+      host_loss_sum += loss_sum.item<double>();
+      host_correct += correct.item<int64_t>();
+      if (watch_divergence) result.diverged_batch = first_nonfinite.item<int64_t>();
+    }
     loss_sum.zero_();
     correct.zero_();
-    if (watch_divergence) result.diverged_batch = first_nonfinite.item<int64_t>();
   };
 
   for (int64_t b = pos.next_batch; b < batches; ++b) {
-    const int64_t begin = b * config_.batch_size;
-    const int64_t size = std::min(config_.batch_size, train_size_ - begin);
+    const int64_t begin = b * plan_.rank_batch();
+    const int64_t size = plan_.rank_batch_size(b);
     auto indices = order.slice(0, begin, begin + size);
+    // The crops and flips of the whole global batch, of which this rank takes its rows (those of
+    // its images), so an image is augmented alike whatever the number of ranks.
     auto aug_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, pos.epoch, b));
-    auto augmentation = data.sample_augmentation(size, config_.preprocessing, aug_gen);
+    auto augmentation = data.sample_augmentation(size * world, config_.preprocessing, aug_gen);
+    if (world > 1) {
+      augmentation.offsets = augmentation.offsets.slice(0, rank, size * world, world);
+      augmentation.flips = augmentation.flips.slice(0, rank, size * world, world);
+    }
     auto x = data.train_batch(indices, config_.preprocessing, augmentation);
     auto y = data.labels(indices);
     if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    // Dropout masks come from the default generator: seed it per batch for exact resumes.
-    torch::manual_seed(mix_seed(config_.seed ^ 0x5bd1e995ULL, pos.epoch, b));
+    // Dropout masks come from the default generator: seed it per batch (and rank) for exact resumes.
+    torch::manual_seed(mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL,
+                                pos.epoch, b));
 
     lr = lr_at(pos.epoch * batches + b);
     const auto out = train_step(x, y, lr);
@@ -127,11 +187,13 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
         first_nonfinite.masked_fill_(first, b);
       }
     }
-    seen += size;
+    seen += size * world;
     last_batch = b + 1;
-    const bool stopping = stop.load();
     // Metrics are read at fixed batch numbers (so an interrupted epoch sums in the same order).
-    if (last_batch % config_.progress_every == 0 || last_batch == batches) read_metrics();
+    const bool read_point = last_batch % config_.progress_every == 0 || last_batch == batches;
+    if (read_point) read_metrics();
+    // One process stops at any batch; data-parallel ranks only where they all read the metrics.
+    const bool stopping = data_parallel() ? read_point && group_stopping : stop.load();
     if (result.diverged_batch >= 0) break;
     if (progress && (last_batch % config_.progress_every == 0 || last_batch == batches || stopping)) {
       const double pending = stopping ? loss_sum.item<double>() : 0.0;
@@ -164,6 +226,7 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
   result.scale = scaler_.scale_value();
   result.skipped_steps = scaler_.skipped_steps();
   result.fused_adam = optimizer_.fused();
+  if (data_parallel()) result.exposed_communication_seconds = reducer_->exposed_seconds();
   if (result.diverged_batch >= 0) return result;  // the position stays at the last sound state
   if (result.completed) {
     const int64_t next_epoch = pos.epoch + 1;
@@ -183,6 +246,7 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
 
 TrainingSession::StepOutput TrainingSession::train_step(const torch::Tensor& x, const torch::Tensor& y, double lr) {
   StepOutput result;
+  broadcast_buffers();  // DDP's broadcast_buffers: rank 0's BatchNorm statistics before each forward
   {
     AutocastGuard autocast(device_.type(), config_.amp);
     auto out = net_->forward_all(x);
@@ -194,7 +258,11 @@ TrainingSession::StepOutput TrainingSession::train_step(const torch::Tensor& x, 
     }
   }
   for (auto& p : net_->parameters()) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+  // Data-parallel: gradients are averaged across ranks while still scaled, so an overflow on any
+  // rank makes every rank skip the step and back off the same scale.
+  if (reducer_) reducer_->prepare();
   scaler_.scale(result.loss).backward();
+  if (reducer_) reducer_->finish();
   if (scaler_.enabled()) {
     std::vector<torch::Tensor> grads;
     for (auto& p : net_->parameters()) {
@@ -213,14 +281,20 @@ TrainingSession::StepOutput TrainingSession::train_step(const torch::Tensor& x, 
 EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size, int64_t num_classes) {
   torch::NoGradGuard no_grad;
   const bool was_training = net_->is_training();
+  start_data_parallel();
   net_->eval();
+  broadcast_buffers();
   auto dev = torch::TensorOptions().device(device_);
   auto loss_sum = torch::zeros({}, dev.dtype(torch::kDouble));
   auto confusion = torch::zeros({num_classes * num_classes}, dev.dtype(torch::kLong));
   const int64_t n = data.size();
-  for (int64_t begin = 0; begin < n; begin += batch_size) {
-    const int64_t size = std::min(batch_size, n - begin);
-    auto indices = torch::arange(begin, begin + size, torch::kLong);
+  // Data-parallel: this rank's images are rank, rank + world, ... (each counted once, no padding).
+  const int64_t world = data_parallel() ? group_->world_size() : 1;
+  const int64_t rank = data_parallel() ? group_->rank() : 0;
+  const int64_t mine = rank < n ? (n - rank + world - 1) / world : 0;
+  for (int64_t begin = 0; begin < mine; begin += batch_size) {
+    const int64_t size = std::min(batch_size, mine - begin);
+    auto indices = torch::arange(rank + begin * world, rank + (begin + size) * world, world, torch::kLong);
     auto x = data.eval_batch(indices, config_.preprocessing);
     auto y = data.labels(indices);
     if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
@@ -231,6 +305,10 @@ EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size,
     }
     loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).to(torch::kDouble);
     confusion += torch::bincount(y * num_classes + logits.argmax(1), {}, num_classes * num_classes);
+  }
+  if (data_parallel()) {
+    group_->all_reduce(loss_sum);
+    group_->all_reduce(confusion);
   }
   net_->train(was_training);
   EvalResult r;

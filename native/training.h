@@ -15,7 +15,10 @@
 #include "adam.h"
 #include "autocast.h"
 #include "data.h"
+#include "distributed_group.h"
+#include "distributed_sampler.h"
 #include "grad_scaler.h"
+#include "gradient_reducer.h"
 #include "network.h"
 
 namespace xt {
@@ -54,6 +57,8 @@ struct EpochResult {
   // Without a GradScaler: the first batch (0-based) whose loss was NaN or infinite, -1 if none.
   // The epoch stops there and is neither completed nor resumable from this state.
   int64_t diverged_batch = -1;
+  // Data-parallel runs: seconds spent waiting for gradient all-reduces that backward did not hide.
+  double exposed_communication_seconds = 0;
 };
 
 struct EvalResult {
@@ -91,13 +96,22 @@ struct BenchmarkResult {
 
 class TrainingSession : public LiveCount<TrainingSession> {
  public:
-  TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device, int64_t train_size);
+  // With a process group of more than one rank, training is data-parallel with
+  // DistributedDataParallel's semantics: rank 0's parameters and buffers are broadcast now and its
+  // buffers before each training forward; each rank trains on its shard of every epoch
+  // (distributed_sampler.h) with config.batch_size / world_size images per batch; gradients are
+  // averaged (gradient_reducer.h) before unscaling, so every rank takes or skips the same step;
+  // metrics, the stop request and evaluation are all-reduced.
+  TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device, int64_t train_size,
+                  std::shared_ptr<DistributedGroup> group = nullptr);
 
   // Trains from `position` to the end of its epoch, or until `stop` becomes true (checked after
-  // each batch). Every shuffle, crop, flip and dropout mask derives from (seed, epoch, batch), so
+  // each batch; data-parallel: when the metrics are read, and on any rank stops every rank). Every shuffle, crop, flip and dropout mask derives from (seed, epoch, batch), so
   // the same position gives the same result whether or not the run was interrupted.
   EpochResult train_epoch(const ImageStore& data, const std::function<void(const TrainProgress&)>& progress,
                           const std::atomic<bool>& stop);
+  // Data-parallel: each rank evaluates every world_size-th image (rank 0's BatchNorm statistics
+  // first broadcast), and the sums are all-reduced: every rank returns the whole split's result.
   EvalResult evaluate(const ImageStore& data, int64_t batch_size, int64_t num_classes);
 
   struct StepOutput {
@@ -120,8 +134,14 @@ class TrainingSession : public LiveCount<TrainingSession> {
   Adam& optimizer() { return optimizer_; }
   GradScaler& scaler() { return scaler_; }
   double lr_at(int64_t global_step) const;
+  // This rank's training images of an epoch, in order (the whole permutation with one process).
+  torch::Tensor epoch_indices(int64_t epoch) const;
+  const std::shared_ptr<DistributedGroup>& group() const { return group_; }
 
  private:
+  bool data_parallel() const { return group_ && group_->world_size() > 1; }
+  void start_data_parallel();
+  void broadcast_buffers();
   std::shared_ptr<Network> net_;
   TrainConfig config_;
   torch::Device device_;
@@ -129,6 +149,10 @@ class TrainingSession : public LiveCount<TrainingSession> {
   Adam optimizer_;
   GradScaler scaler_;
   EpochPosition position_;
+  std::shared_ptr<DistributedGroup> group_;
+  ShardPlan plan_;
+  std::unique_ptr<GradientReducer> reducer_;
+  bool started_ = false;  // rank 0's parameters and buffers broadcast
 };
 
 }  // namespace xt

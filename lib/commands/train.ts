@@ -16,7 +16,7 @@ import { runtimeInfo } from '../runtime';
 import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
 import { addDistributedOptions, distributedTrainerOption, launchIfRequested } from './distributed';
-import type { DistributedOptions } from '../distributed/settings';
+import { ownsRunFolder, type DistributedOptions } from '../distributed/settings';
 import { defaultRunDir } from '../trainer';
 import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import { LIMITS, maxThreads } from '../limits';
@@ -300,6 +300,8 @@ async function trainCommand(opts: Record<string, unknown>, cmd: Command, argv: s
   const { outDir, history } = await trainRun(settings, {
     argv, saved, resumeCommand: (dir) => `xception-torch train --resume --out ${dir}`, distributed: distributedTrainerOption(opts),
   });
+  // Rank 0 reports for the group (and writes metrics.json, which the others need not wait for).
+  if (!ownsRunFolder()) return history.interrupted ? 130 : 0;
   if (history.interrupted) {
     const last = findCheckpoint(path.join(outDir, 'checkpoints'), 'last');
     if (last) {
@@ -336,12 +338,12 @@ export interface TrainRunOptions {
 export async function trainRun(settings: TrainSettings, o: TrainRunOptions): Promise<{ outDir: string; history: History }> {
   let trainer: Trainer;
   try {
-    // TODO(issue 13): pass `distributed: o.distributed` once TrainerOptions has it.
-    trainer = new Trainer(toTrainerOptions(settings));
+    trainer = new Trainer({ ...toTrainerOptions(settings), distributed: o.distributed });
   } catch (error) {
     throw error instanceof RangeError || error instanceof TypeError ? new UsageError(error.message) : error;
   }
   trainer.on('initWeights', (e: InitWeightsEvent) => {
+    if (!trainer.ownsRunFolder) return;
     const reset = e.reset.length ? `; left fresh (a classifier of another shape): ${e.reset.join(', ')}` : '';
     console.log(`initial weights from ${e.file}: ${e.loaded.length} tensors loaded${reset}`);
   });
@@ -379,16 +381,21 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
   try {
     const start = !o.saved ? 'training ' : o.saved.epoch < settings.epochs ? `resuming at epoch ${o.saved.epoch + 1}/${settings.epochs}: `
       : `finishing (all ${o.saved.epoch} epochs trained, the test metrics not yet written): `;
-    console.log(`${start}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}`);
-    console.log(`run folder: ${outDir}`);
+    // Data-parallel ranks other than 0 train in step with it, silent unless they fail.
+    const owner = trainer.ownsRunFolder;
+    const group = trainer.worldSize > 1 ? `, data-parallel over ${trainer.worldSize} processes` : '';
+    if (owner) console.log(`${start}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}${group}`);
+    if (owner) console.log(`run folder: ${outDir}`);
     process.on('SIGINT', onSigint);
     // Load the data first, so that a missing dataset leaves no command.json.
     await trainer.getModel();
-    await writeCommandRecord(outDir, o.argv, settings, o.saved?.command);
+    if (owner) await writeCommandRecord(outDir, o.argv, settings, o.saved?.command);
     // From here fit() reaches its loop at once and honours the signal; before, Ctrl-C just quits.
     started = true;
-    trainer.on('batch', (e) => progress.batch(e));
-    trainer.on('epoch', (r) => progress.epoch(r));
+    if (owner) {
+      trainer.on('batch', (e) => progress.batch(e));
+      trainer.on('epoch', (r) => progress.epoch(r));
+    }
     history = await trainer.fit({ signal: controller.signal, resume: Boolean(o.saved) });
   } finally {
     process.off('SIGINT', onSigint);
