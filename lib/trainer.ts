@@ -324,6 +324,7 @@ export class Trainer extends EventEmitter {
           seconds: result.seconds,
           imagesPerSecond: result.seconds > 0 ? result.images / result.seconds : 0,
           skippedSteps: result.skippedSteps,
+          ...(this.group ? { exposedCommunicationSeconds: result.exposedCommunicationSeconds } : {}),
         };
         meta.history.push(record);
         const best = val.accuracy > meta.bestValAccuracy;
@@ -385,6 +386,17 @@ export class Trainer extends EventEmitter {
     if (this.lease) throw new Error('cannot load weights while fit() or evaluate() runs');
     const weights = fs.statSync(file).isDirectory() ? modelFile(file) : file;
     await this.model!.loadSafetensors(weights);
+  }
+
+  /**
+   * The training images (indices into the training split) this process sees in `epoch` (0-based),
+   * in order: the seeded permutation of the split, or with data-parallel training this rank's share
+   * of it as torch.utils.data.DistributedSampler splits it.
+   */
+  async epochIndices(epoch: number): Promise<Int32Array> {
+    await this.prepare();
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`epoch must be a non-negative integer; got ${epoch}`);
+    return this.session!.epochIndices(epoch);
   }
 
   /** The model being trained (built on first use). */

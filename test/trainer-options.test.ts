@@ -14,7 +14,7 @@ describe('resolveTrainerOptions', () => {
       schedule: 'constant', labelSmoothing: 0, amp: 'off', device: 'cpu',
       preprocessing: { resize: 320, evalResize: 299, crop: 299, flip: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], strategy: 'auto' },
       seed: 0, auxLossWeight: 0.4, valSize: 5000, trainLimit: null, evalLimit: null, threads: 2,
-      channelsLast: false, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null,
+      channelsLast: false, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null, distributed: null,
     });
   });
 
@@ -48,5 +48,16 @@ describe('resolveTrainerOptions', () => {
     ];
     for (const [extra, message] of bad) expect(() => resolveTrainerOptions({ model: 'xception', ...extra } as never, cpu)).toThrow(message);
     expect(() => resolveTrainerOptions({ model: 'resnet' } as never, cpu)).toThrow(TypeError);
+  });
+
+  it('data-parallel: the group from the environment, the GPU of the local rank, a global batch that must divide', () => {
+    const env = { RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: 'node0', MASTER_PORT: '29500' };
+    const s = resolveTrainerOptions({ model: 'xception', distributed: 'env', device: 'cuda', batchSize: 64 }, gpu, env);
+    expect(s.device).toBe('cuda:1');
+    expect(s.distributed).toMatchObject({ backend: 'nccl', rank: 3, worldSize: 4, localRank: 1, isStoreServer: false, masterAddr: 'node0' });
+    expect(resolveTrainerOptions({ model: 'xception', distributed: 'env' }, cpu, env).distributed).toMatchObject({ backend: 'gloo' });
+    // Alone when WORLD_SIZE is not above 1.
+    expect(resolveTrainerOptions({ model: 'xception', distributed: 'env' }, cpu, {}).distributed).toBeNull();
+    expect(() => resolveTrainerOptions({ model: 'xception', distributed: 'env', batchSize: 30 }, cpu, env)).toThrow(/global batch and must divide evenly across the 4 processes/);
   });
 });

@@ -1,0 +1,204 @@
+// Data-parallel training on c10d (Gloo, 2 processes on this machine), checked against PyTorch's own
+// engine: the shards equal torch.utils.data.DistributedSampler's, 2-rank training ends with the
+// weights PyTorch's DistributedDataParallel reaches from the same weights and batches, the
+// all-reduced evaluation equals one process's, and both launch forms (ours and PyTorch's launcher)
+// train the same run.
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { native } from '../lib/native';
+import { readSafetensors } from '../lib/safetensors';
+import { freePort } from '../lib/distributed/free-port';
+import { findCheckpoint, modelFile } from '../lib/checkpoint';
+import { PYTHON, requirePythonTorch } from './helpers/python';
+
+jest.setTimeout(600_000);
+
+const ROOT = path.join(__dirname, '..');
+const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
+const DDP_ORACLE = path.join(__dirname, 'oracle', 'ddp.py');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xt-ddp-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function ddpOracle<T>(args: string[]): T {
+  requirePythonTorch();
+  const r = spawnSync(PYTHON, [DDP_ORACLE, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`ddp.py ${args[0]} failed (exit ${r.status}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Relative difference of two tensors as whole vectors: |a - b| / |b| (0 when both are 0). */
+function relativeDifference(a: Float32Array | Float64Array | BigInt64Array, b: Float32Array | Float64Array | BigInt64Array): number {
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = Number(a[i]);
+    const y = Number(b[i]);
+    diff += (x - y) ** 2;
+    norm += y * y;
+  }
+  return norm === 0 ? Math.sqrt(diff) : Math.sqrt(diff / norm);
+}
+
+async function readTensors(file: string): Promise<Map<string, Float32Array | Float64Array | BigInt64Array>> {
+  const out = new Map<string, Float32Array | Float64Array | BigInt64Array>();
+  const { tensors } = await readSafetensors(file);
+  for (const [name, t] of tensors) {
+    const bytes = t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength);
+    out.set(name, t.dtype === 'I64' ? new BigInt64Array(bytes) : t.dtype === 'F64' ? new Float64Array(bytes) : new Float32Array(bytes));
+  }
+  return out;
+}
+
+describe('sharding', () => {
+  it.each([[11, 2], [11, 3], [12, 4], [3, 4], [10, 2], [50, 3]])('%i images over %i ranks: DistributedSampler\'s indices', (size, world) => {
+    const { order, ranks } = ddpOracle<{ order: number[]; ranks: number[][] }>(['sampler', '--size', String(size), '--world', String(world), '--seed', '7', '--epoch', '2']);
+    for (let rank = 0; rank < world; rank++) {
+      expect(Array.from(native().shardIndices(Int32Array.from(order), rank, world))).toEqual(ranks[rank]);
+    }
+  });
+
+  it('refuses a rank outside the world', () => {
+    expect(() => native().shardIndices(Int32Array.from([0, 1, 2]), 2, 2)).toThrow(/rank must be in/);
+  });
+});
+
+// A worker of the parity runs: a Trainer with distributed 'env' on images the test wrote, no
+// augmentation (crop = resize = image size, no flip), so that PyTorch can be given the same batches.
+const WORKER = `
+const fs = require('fs');
+const path = require('path');
+const { Trainer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'index.js'))});
+(async () => {
+  const c = JSON.parse(process.env.XT_CASE);
+  const rank = Number(process.env.RANK);
+  const images = new Uint8Array(fs.readFileSync(path.join(c.dir, 'images.u8')));
+  const labels = new Uint8Array(fs.readFileSync(path.join(c.dir, 'labels.u8')));
+  const set = { images, labels, count: labels.length, channels: 3, height: c.size, width: c.size };
+  const classNames = Array.from({ length: 10 }, (_, i) => 'class ' + i);
+  const trainer = new Trainer({
+    model: c.model, modelOptions: c.modelOptions, dataset: { name: 'parity', classNames, train: set, val: set, test: set },
+    epochs: 1, batchSize: c.batch, optimizer: { lr: c.lr }, device: 'cpu', threads: 1, seed: 0, outDir: c.out,
+    preprocessing: { crop: c.size, resize: c.size, evalResize: c.size, flip: false }, distributed: 'env',
+  });
+  const model = await trainer.getModel();
+  if (rank === 0) await model.saveSafetensors(path.join(c.dir, 'initial.safetensors'));
+  fs.writeFileSync(path.join(c.dir, 'indices-' + rank + '.json'), JSON.stringify(Array.from(await trainer.epochIndices(0))));
+  await trainer.fit();
+  const val = await trainer.evaluate('val');
+  fs.writeFileSync(path.join(c.dir, 'eval-' + rank + '.json'), JSON.stringify(val));
+  trainer.dispose();
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+async function trainTwoRanks(c: { dir: string; out: string; model: string; modelOptions: object; size: number; batch: number; lr: number }): Promise<void> {
+  const port = await freePort('127.0.0.1');
+  const workers = [0, 1].map((rank) => run(process.execPath, ['-e', WORKER], {
+    XT_CASE: JSON.stringify(c), RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: '2',
+    MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port),
+  }));
+  const exits = await Promise.all(workers);
+  for (const e of exits) expect({ code: e.code, stderr: e.stderr }).toEqual({ code: 0, stderr: '' });
+}
+
+/** Deterministic pseudo-random images with labels that depend on them a little. */
+function writeImages(dir: string, count: number, size: number): void {
+  const images = new Uint8Array(count * 3 * size * size);
+  let state = 12345;
+  for (let i = 0; i < images.length; i++) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    images[i] = state >>> 24;
+  }
+  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7) % 10);
+  fs.writeFileSync(path.join(dir, 'images.u8'), images);
+  fs.writeFileSync(path.join(dir, 'labels.u8'), labels);
+}
+
+describe('2-rank training against PyTorch DistributedDataParallel (Gloo)', () => {
+  const cases = [
+    { model: 'xception', modelOptions: { numClasses: 10, middleFlowBlocks: 1 }, size: 32 },
+    { model: 'inception_v3', modelOptions: { numClasses: 10, auxLogits: false, dropout: 0 }, size: 75 },
+  ];
+  it.each(cases)('$model: the same shards, the same weights after 6 Adam steps, and an evaluation equal to one process\'s', async ({ model, modelOptions, size }) => {
+    const dir = fs.mkdtempSync(path.join(tmp, `${model}-`));
+    const count = 48;
+    const batch = 8;  // 4 per rank, 6 steps
+    const lr = 1e-3;
+    writeImages(dir, count, size);
+    const out = path.join(dir, 'run');
+    await trainTwoRanks({ dir, out, model, modelOptions, size, batch, lr });
+
+    // The shards: DistributedSampler's on the permutation our epoch 0 draws.
+    const { ranks } = ddpOracle<{ ranks: number[][] }>(['sampler', '--size', String(count), '--world', '2', '--seed', '0', '--epoch', '0']);
+    for (const rank of [0, 1]) {
+      expect(JSON.parse(fs.readFileSync(path.join(dir, `indices-${rank}.json`), 'utf8'))).toEqual(ranks[rank]);
+    }
+
+    // PyTorch DDP from our initial weights on the same shards.
+    const port = await freePort('127.0.0.1');
+    ddpOracle(['train', '--model', model, '--options', JSON.stringify(modelOptions), '--dir', dir, '--world', '2',
+      '--batch', String(batch), '--lr', String(lr), '--seed', '0', '--size', String(size), '--port', String(port)]);
+    const ours = await readTensors(modelFile(findCheckpoint(path.join(out, 'checkpoints'), 'last')!));
+    const theirs = await readTensors(path.join(dir, 'python.safetensors'));
+    const initial = await readTensors(path.join(dir, 'initial.safetensors'));
+    expect([...ours.keys()].sort()).toEqual([...theirs.keys()].sort());
+    let worst = { name: '', difference: 0 };
+    let moved = 0;
+    for (const [name, tensor] of theirs) {
+      const difference = relativeDifference(ours.get(name)!, tensor);
+      if (difference > worst.difference) worst = { name, difference };
+      if (name.endsWith('weight') && relativeDifference(tensor, initial.get(name)!) > 1e-3) moved += 1;
+    }
+    // Training changed the weights (so equality means something), and both engines agree.
+    expect(moved).toBeGreaterThan(10);
+    expect(worst.difference).toBeLessThan(1e-4);
+
+    // Both ranks report the whole validation split, and the same numbers.
+    const evals = [0, 1].map((rank) => JSON.parse(fs.readFileSync(path.join(dir, `eval-${rank}.json`), 'utf8')) as { loss: number; accuracy: number; images: number; confusion: number[][] });
+    expect(evals[0]).toEqual(evals[1]);
+    expect(evals[0].images).toBe(count);
+    expect(evals[0].confusion.flat().reduce((a, b) => a + b, 0)).toBe(count);
+  });
+});
+
+describe('launch forms', () => {
+  const args = ['train', '--quick', '--epochs', '1', '--train-limit', '64', '--eval-limit', '16', '--batch-size', '8'];
+
+  it('--nproc-per-node 2 and PyTorch\'s launcher train the same run; rank 0 alone writes and prints', async () => {
+    const ours = path.join(tmp, 'launch-ours');
+    const r = await run(process.execPath, [CLI, ...args, '--nproc-per-node', '2', '--out', ours]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout).toContain('data-parallel over 2 processes');
+    expect(r.stdout.match(/^test accuracy/gm)).toHaveLength(1);
+    const metrics = JSON.parse(fs.readFileSync(path.join(ours, 'metrics.json'), 'utf8')) as { runtime: { worldSize: number; backend: string } };
+    expect(metrics.runtime).toMatchObject({ worldSize: 2, backend: 'gloo' });
+
+    const torchrun = path.join(tmp, 'launch-torchrun');
+    const port = await freePort('127.0.0.1');
+    // --redirects 1 --tee 1: Debian's PyTorch 1.13 launcher under Python 3.11 fails on its default
+    // "0" (its Std.from_str finds no member for 0); this sends stdout through it and leaves stderr.
+    const t = await run(PYTHON, ['-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', String(port),
+      '--redirects', '1', '--tee', '1', '--no_python',
+      process.execPath, CLI, ...args, '--threads', '1', '--out', torchrun]);
+    expect({ code: t.code, stderr: t.stderr.split('\n').slice(-5).join('\n') }).toMatchObject({ code: 0 });
+    expect(t.stdout).toContain('[default0]:test accuracy');
+    const a = await readTensors(modelFile(findCheckpoint(path.join(ours, 'checkpoints'), 'last')!));
+    const b = await readTensors(modelFile(findCheckpoint(path.join(torchrun, 'checkpoints'), 'last')!));
+    for (const [name, tensor] of a) expect({ name, difference: relativeDifference(tensor, b.get(name)!) }).toEqual({ name, difference: 0 });
+  });
+});
