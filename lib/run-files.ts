@@ -20,6 +20,11 @@ export interface EpochRecord {
   seconds: number;
   imagesPerSecond: number;
   skippedSteps: number;
+  /**
+   * Data-parallel only: seconds this rank waited for gradient all-reduces that backward did not
+   * hide, over the epoch (not a history.csv column).
+   */
+  exposedCommunicationSeconds?: number;
 }
 
 /** The metadata in each checkpoint's state: which model, the resolved options, the history so far. */
