@@ -202,3 +202,91 @@ describe('launch forms', () => {
     for (const [name, tensor] of a) expect({ name, difference: relativeDifference(tensor, b.get(name)!) }).toEqual({ name, difference: 0 });
   });
 });
+
+describe('faults and resuming with another world size', () => {
+  const quick = ['train', '--quick', '--train-limit', '64', '--eval-limit', '16', '--batch-size', '8'];
+
+  function waitFor(check: () => boolean, what: string, seconds = 300): Promise<void> {
+    const deadline = Date.now() + seconds * 1000;
+    return new Promise((resolve, reject) => {
+      const poll = () => {
+        if (check()) return resolve();
+        if (Date.now() > deadline) return reject(new Error(`gave up waiting for ${what}`));
+        setTimeout(poll, 200);
+      };
+      poll();
+    });
+  }
+
+  /** The launcher's worker processes (its children), by rank. */
+  function workers(launcher: number): Map<number, number> {
+    const children = fs.readFileSync(`/proc/${launcher}/task/${launcher}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const byRank = new Map<number, number>();
+    for (const pid of children) {
+      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      const rank = env.find((e) => e.startsWith('RANK='));
+      if (rank) byRank.set(Number(rank.slice(5)), pid);
+    }
+    return byRank;
+  }
+
+  it('kill -9 of one worker stops the run with an error naming it; --resume continues it on 1 process', async () => {
+    const out = path.join(tmp, 'killed');
+    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '3', '--nproc-per-node', '2', '--dist-timeout', '60', '--out', out],
+      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // Once the first epoch's checkpoint is written, in the second epoch.
+    await waitFor(() => findCheckpoint(path.join(out, 'checkpoints'), 'last') !== undefined, 'the first checkpoint');
+    const victim = workers(child.pid!).get(1)!;
+    process.kill(victim, 'SIGKILL');
+    const code = await exited;
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(`worker rank 1 (pid ${victim}) was killed by SIGKILL`);
+
+    const resumed = await run(process.execPath, [CLI, 'train', '--resume', '--out', out, '--epochs', '3']);
+    // The launcher's SIGTERM may have ended rank 0 before it released the folder's lock: taken over.
+    expect(resumed.code).toBe(0);
+    expect(resumed.stderr).toMatch(/^(xception-torch: warning: took over \S+\.lock, left by process \d+ .*which no longer runs\n)?$/);
+    expect(resumed.stdout).toMatch(/resuming at epoch 2\/3/);
+    const history = JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] };
+    expect(history.epochs).toHaveLength(3);
+  });
+
+  it('a run of 1 process resumes on 2, and its metrics say so', async () => {
+    const out = path.join(tmp, 'grown');
+    const first = await run(process.execPath, [CLI, ...quick, '--epochs', '1', '--out', out]);
+    expect(first.code).toBe(0);
+    const resumed = await run(process.execPath, [CLI, 'train', '--resume', '--out', out, '--epochs', '2', '--nproc-per-node', '2']);
+    expect({ code: resumed.code, stderr: resumed.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(resumed.stdout).toContain('data-parallel over 2 processes');
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { epochs: number; runtime: { worldSize: number } };
+    expect(metrics).toMatchObject({ epochs: 2, runtime: { worldSize: 2 } });
+  });
+
+  it('a worker that stops answering makes the other fail within --dist-timeout, naming the collective and its rank', async () => {
+    const out = path.join(tmp, 'hung');
+    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '2', '--nproc-per-node', '2', '--dist-timeout', '15', '--out', out],
+      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await waitFor(() => findCheckpoint(path.join(out, 'checkpoints'), 'last') !== undefined, 'the first checkpoint');
+    const stopped = workers(child.pid!).get(1)!;
+    process.kill(stopped, 'SIGSTOP');
+    try {
+      expect(await exited).not.toBe(0);
+    } finally {
+      try {
+        process.kill(stopped, 'SIGKILL');
+      } catch {
+        // gone already: the launcher stopped it
+      }
+    }
+    expect(stderr).toMatch(/distributed [a-z-]+ failed on rank 0 of 2 \(gloo\)/);
+    expect(stderr).toMatch(/worker rank 0 \(pid \d+\) exited with code 1/);
+  });
+});
