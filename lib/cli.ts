@@ -125,7 +125,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
 
   program
     .command('doctor')
-    .description('show the libtorch the addon uses, CUDA/cuDNN availability and CPU threads')
+    .description('show the libtorch the addon uses, CUDA/cuDNN availability, CPU threads and the data-parallel backends')
     .addHelpText('after', helpFooter(['xception-torch doctor', 'xception-torch doctor --json']))
     .option('--threads <n>', 'CPU threads to report/use', integer(1, maxThreads()))
     .option('--json', 'print JSON')
@@ -150,6 +150,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
         ['CUDA devices', String(info.cudaDeviceCount)],
         ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${fixed(info.gpu.totalMemoryGiB, 1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
         ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
+        ['Distributed', info.distributedBackends.length ? `c10d: ${info.distributedBackends.join(', ')}` : `not available: ${info.distributedMissing ?? 'no c10d in this build'}`],
         // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
         ...info.loadedCudaLibraries.map((file, i): [string, string] => [i === 0 ? 'CUDA libraries' : '', file]),
       ];

@@ -24,6 +24,10 @@ export interface RuntimeInfo {
   loadedCudaLibraries: string[];
   /** Models' networks, datasets and training sessions alive now (see dispose()). */
   liveNativeObjects: LiveNativeObjects;
+  /** The c10d backends this build can train data-parallel with ('gloo', 'nccl'); empty: none. */
+  distributedBackends: string[];
+  /** Why this build has no c10d backend, when it has none. */
+  distributedMissing?: string;
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -42,6 +46,8 @@ export function runtimeInfo(): RuntimeInfo {
     hardwareThreads: info.hardwareThreads,
     loadedCudaLibraries: loadedCudaLibraries(),
     liveNativeObjects: info.liveNativeObjects,
+    distributedBackends: info.distributedBackends,
+    distributedMissing: info.distributedMissing,
   };
 }
 

@@ -46,9 +46,11 @@ describe('xception-torch CLI', () => {
   it('doctor reports libtorch, CUDA, cuDNN, devices and threads', () => {
     const r = run('doctor');
     expect(r.code).toBe(0);
-    for (const label of ['libtorch', 'libtorch path', 'CUDA', 'cuDNN', 'CUDA devices', 'CPU threads']) {
+    for (const label of ['libtorch', 'libtorch path', 'CUDA', 'cuDNN', 'CUDA devices', 'CPU threads', 'Distributed']) {
       expect(r.stdout).toMatch(new RegExp(`^${label}\\s+\\S`, 'm'));
     }
+    // This machine's build has Gloo (CI installs libgloo-dev): data-parallel training on the CPU.
+    expect(r.stdout).toMatch(/^Distributed\s+c10d: gloo/m);
     const json = JSON.parse(run('doctor', '--json').stdout) as { libtorchVersion: string; threads: number; cudaAvailable: boolean; builtWithCuda: boolean };
     expect(json.libtorchVersion).toMatch(/^\d+\.\d+/);
     // Without a GPU, doctor says why: a CPU-only libtorch, or a CUDA build that sees no GPU.
