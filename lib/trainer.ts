@@ -20,6 +20,7 @@ import { TensorBoardWriter } from './report/tensorboard';
 import type { EpochRecord, RunMeta } from './run-files';
 import { withRunLock } from './run-lock';
 import { runtimeInfo, setNumThreads } from './runtime';
+import { joinProcessGroup } from './distributed/process-group';
 import { resolveTrainerOptions, ResolvedTrainerOptions, TrainerOptions } from './trainer-options';
 
 export type { EpochRecord };
@@ -134,9 +135,8 @@ export class Trainer extends EventEmitter {
     }
     this.scaler = o.gradScaler === false ? undefined : o.gradScaler ?? (s.amp === 'fp16' ? new GradScaler() : undefined);
     if (s.distributed) {
-      // The rendezvous: resolves once every rank has joined (or fails after the timeout).
-      const { backend, rank, worldSize, masterAddr, masterPort, isStoreServer, storePrefix, timeoutSeconds } = s.distributed;
-      this.group = await native().createProcessGroup({ backend, rank, worldSize, masterAddr, masterPort, isStoreServer, storePrefix, timeoutSeconds });
+      // The rendezvous (once per process): resolves once every rank has joined, or fails after the timeout.
+      this.group = await joinProcessGroup(s.distributed);
       this.checkNotDisposed();
     }
     this.session = new (native().NativeTrainer)(model.nativeHandle, this.devices.get('train')!.nativeHandle, {
@@ -462,7 +462,7 @@ export class Trainer extends EventEmitter {
     this.session = undefined;
     for (const dataset of this.devices.values()) dataset.dispose();
     this.devices.clear();
-    this.group?.dispose();
+    // The process group stays joined for the process's next Trainer (lib/distributed/process-group.ts).
     this.group = undefined;
     this.lease?.release();
     this.lease = undefined;

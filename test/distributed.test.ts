@@ -203,8 +203,22 @@ describe('launch forms', () => {
   });
 });
 
+describe('compare --nproc-per-node', () => {
+  it('trains both models data-parallel in one process group; rank 0 alone writes compare.json and prints the table', async () => {
+    const out = path.join(tmp, 'compare');
+    const r = await run(process.execPath, [CLI, 'compare', '--quick', '--epochs', '1', '--train-limit', '32', '--eval-limit', '8', '-b', '8',
+      '--nproc-per-node', '2', '--out', out]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout.match(/^wrote compare\.json/gm)).toHaveLength(1);
+    const c = JSON.parse(fs.readFileSync(path.join(out, 'compare.json'), 'utf8')) as { complete: boolean; rows: Array<{ testAccuracy: number }> };
+    expect(c.complete).toBe(true);
+    expect(c.rows).toHaveLength(2);
+    for (const row of c.rows) expect(row.testAccuracy).toBeGreaterThanOrEqual(0);
+  });
+});
+
 describe('faults and resuming with another world size', () => {
-  const quick = ['train', '--quick', '--train-limit', '64', '--eval-limit', '16', '--batch-size', '8'];
+  const quick = ['train', '--quick', '--train-limit', '32', '--eval-limit', '8', '--batch-size', '8'];
 
   function waitFor(check: () => boolean, what: string, seconds = 300): Promise<void> {
     const deadline = Date.now() + seconds * 1000;

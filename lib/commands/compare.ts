@@ -24,6 +24,7 @@ import type { EpochRecord } from '../run-files';
 import { defaultRunDir, resolveTrainerOptions, ResolvedTrainerOptions } from '../trainer';
 import { integer, UsageError } from './options';
 import { distributedTrainerOption, launchIfRequested } from './distributed';
+import { ownsRunFolder } from '../distributed/settings';
 import { COMMAND_FILE, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
 import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
@@ -178,12 +179,14 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
     reference: referenceResultsFor(kind, activations),
     figures: [],
   };
-  if (!record) {
+  // Data-parallel workers other than rank 0 train in step with it and write or print nothing.
+  const owner = ownsRunFolder();
+  if (!record && owner) {
     const version = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     await writeFileAtomic(path.join(dir, COMMAND_FILE), JSON.stringify({ version, argv, kind, mode, runs } satisfies CompareRecord, null, 2) + '\n');
   }
 
-  const log = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+  const log = !owner ? () => undefined : opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
   log(`comparison folder: ${dir}`);
   if (mode === 'throughput') {
     await quitOnInterrupt(() => measureRuns(runs, comparison.rows, { ...opts, resolved }, log));
@@ -191,6 +194,7 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
     const finished = await trainRuns(runs, comparison, dir, { argv, device: String(resolved.device), distributed: distributedTrainerOption(opts) });
     if (!finished) return 130;
   }
+  if (!owner) return 0;
 
   comparison.complete = true;
   comparison.figures = await quitOnInterrupt(() => writeFigures(comparison, runs, dir));
@@ -279,6 +283,10 @@ async function trainRuns(
       throw new UsageError(`the run in ${out} has trained ${saved.epoch} epochs, more than --epochs ${s.epochs}`);
     }
     const done = saved && saved.epoch === s.epochs && fs.existsSync(path.join(out, 'metrics.json'));
+    if (!ownsRunFolder()) {
+      if (!done && (await trainRun(s, { argv: o.argv, saved, resumeCommand: () => resumeCommand, distributed: o.distributed })).history.interrupted) return false;
+      continue;
+    }
     let peakMemory = previous?.rows.find((r) => r.name === run.name)?.peakMemory;
     console.log(`\n[${i + 1}/${runs.length}] ${run.label}${done ? ': finished before, kept' : ''}`);
     if (!done) {
