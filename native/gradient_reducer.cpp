@@ -1,6 +1,9 @@
 #include "gradient_reducer.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 
 namespace xt {
@@ -40,6 +43,11 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> parameters, std::sha
     bucket.parameters = members[b];
     buckets_.push_back(std::move(bucket));
   }
+  if (const char* inject = std::getenv("XCEPTION_TORCH_TEST_INF_GRADIENT")) {
+    int rank = -1;
+    long long step = -1;
+    if (std::sscanf(inject, "%d:%lld", &rank, &step) == 2 && rank == group_->rank()) inject_step_ = step;
+  }
   for (int64_t i = 0; i < n; ++i) {
     hooks_.push_back(parameters_[i].register_hook([this, i](torch::Tensor grad) { on_gradient(i, grad); }));
   }
@@ -63,6 +71,7 @@ void GradientReducer::prepare() {
   }
   has_grad_.assign(parameters_.size(), false);
   next_launch_ = 0;
+  ++steps_;
 }
 
 void GradientReducer::on_gradient(int64_t index, const torch::Tensor& grad) {
@@ -75,6 +84,7 @@ void GradientReducer::on_gradient(int64_t index, const torch::Tensor& grad) {
   view.copy_(grad);
   // Divided before the sum, as DDP does, so the all-reduce yields the average.
   view.div_(group_->world_size());
+  if (inject_step_ == steps_ - 1 && slot.offset == 0) view.view({-1})[0].fill_(std::numeric_limits<float>::infinity());
   has_grad_[index] = true;
   if (--bucket.pending == 0) launch_ready_buckets();
 }
@@ -124,10 +134,14 @@ void GradientReducer::finish() {
     }
     const auto& slot = slots_[i];
     auto average = buckets_[slot.bucket].flat.slice(0, slot.offset, slot.offset + p.numel()).view(p.sizes());
-    if (p.grad().defined()) {
-      p.mutable_grad().copy_(average);
+    if (p.is_contiguous()) {
+      // The gradient is a view of the bucket (DDP's gradient_as_bucket_view): no copy. The view is
+      // only read until the next backward, which starts from gradients set to none.
+      p.mutable_grad() = average;
+    } else if (p.grad().defined()) {
+      p.mutable_grad().copy_(average);  // a channels-last parameter keeps its gradient's layout
     } else {
-      p.mutable_grad() = average.clone(at::MemoryFormat::Contiguous);
+      p.mutable_grad() = average.clone();
     }
   }
 }

@@ -55,6 +55,11 @@ class GradientReducer {
   std::vector<unsigned> hooks_;
   std::vector<bool> has_grad_;
   int64_t next_launch_ = 0;
+  int64_t steps_ = 0;  // backward passes reduced so far
+  // Fault injection for the tests: XCEPTION_TORCH_TEST_INF_GRADIENT="<rank>:<step>" makes that rank's
+  // gradients infinite (the first element of each bucket) in that (0-based) step, before the
+  // all-reduce. -1: off.
+  int64_t inject_step_ = -1;
   double exposed_seconds_ = 0;
   std::mutex mutex_;  // hooks may run on the autograd engine's threads
 };

@@ -35,6 +35,17 @@ timeout "${TEST_LIMIT:-240}" npm run test:gpu -- ${TEST_ARGS:-} > "$out/test-gpu
 echo "test:gpu exit $?"
 grep -E "✓|✕|Tests:|relative error|differ by|epoch [0-9]|plain loss|●" "$out/test-gpu.log" | head -60
 
+# Data-parallel on NCCL needs a GPU per rank (NCCL refuses two ranks on one GPU): 2 ranks where the
+# machine has two GPUs or more.
+step "NCCL data-parallel (limit ${DDP_LIMIT:-150}s)"
+if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -ge 2 ]; then
+  timeout "${DDP_LIMIT:-150}" node dist/lib/cli.js train --quick --device cuda --epochs 1 --train-limit 512 --eval-limit 128 -b 32 \
+    --nproc-per-node 2 --dist-backend nccl --out "$out/ddp-nccl" > "$out/ddp-nccl.log" 2>&1
+  echo "nccl x2 exit $?"; tail -3 "$out/ddp-nccl.log"
+else
+  echo "nccl x2: skipped (fewer than 2 GPUs)"
+fi
+
 step "bench:gpu (limit ${BENCH_LIMIT:-300}s)"
 timeout "${BENCH_LIMIT:-300}" npm run bench:gpu -- --out "$out/bench-gpu.json" ${BENCH_ARGS:-} > "$out/bench-gpu.log" 2>&1
 echo "bench:gpu exit $?"

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { native } from '../lib/native';
 import { readSafetensors } from '../lib/safetensors';
 import { freePort } from '../lib/distributed/free-port';
-import { findCheckpoint, modelFile } from '../lib/checkpoint';
+import { findCheckpoint, modelFile, readCheckpointState } from '../lib/checkpoint';
 import { PYTHON, requirePythonTorch } from './helpers/python';
 
 jest.setTimeout(600_000);
@@ -176,6 +176,47 @@ describe('2-rank training against PyTorch DistributedDataParallel (Gloo)', () =>
   });
 });
 
+describe('loss scaling across ranks', () => {
+  const SCALED_WORKER = `
+const fs = require('fs');
+const path = require('path');
+const { Trainer, GradScaler } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'index.js'))});
+(async () => {
+  const c = JSON.parse(process.env.XT_CASE);
+  const rank = Number(process.env.RANK);
+  const trainer = new Trainer({
+    model: 'xception', modelOptions: { numClasses: 10, middleFlowBlocks: 1 }, dataset: 'synthetic',
+    synthetic: { trainSize: 32, valSize: 8, testSize: 8 }, epochs: 1, batchSize: 8, device: 'cpu', threads: 1, outDir: c.out,
+    preprocessing: { crop: 32, resize: 36 }, gradScaler: new GradScaler({ initScale: 1024, growthInterval: 1000 }), distributed: 'env',
+  });
+  const history = await trainer.fit();
+  const model = await trainer.getModel();
+  await model.saveSafetensors(path.join(c.dir, 'final-' + rank + '.safetensors'));
+  fs.writeFileSync(path.join(c.dir, 'history-' + rank + '.json'), JSON.stringify(history.epochs));
+  trainer.dispose();
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+  it('an overflow on one rank only: every rank skips that step and backs off alike, and the weights stay equal', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'overflow-'));
+    const port = await freePort('127.0.0.1');
+    const exits = await Promise.all([0, 1].map((rank) => run(process.execPath, ['-e', SCALED_WORKER], {
+      XT_CASE: JSON.stringify({ dir, out: path.join(dir, 'run') }), RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port), XCEPTION_TORCH_TEST_INF_GRADIENT: '1:2',  // rank 1's gradients are infinite in step 2
+    })));
+    for (const e of exits) expect({ code: e.code, stderr: e.stderr }).toEqual({ code: 0, stderr: '' });
+    const histories = [0, 1].map((rank) => JSON.parse(fs.readFileSync(path.join(dir, `history-${rank}.json`), 'utf8')) as Array<{ skippedSteps: number; lossScale: number }>);
+    for (const h of histories) expect(h[0]).toMatchObject({ skippedSteps: 1, lossScale: 512 });
+    const a = await readTensors(path.join(dir, 'final-0.safetensors'));
+    const b = await readTensors(path.join(dir, 'final-1.safetensors'));
+    // Parameters only: each rank's BatchNorm statistics are its own after its last forward (as in DDP).
+    for (const [name, tensor] of a) {
+      if (/running_|num_batches_tracked/.test(name)) continue;
+      expect({ name, difference: relativeDifference(tensor, b.get(name)!) }).toEqual({ name, difference: 0 });
+    }
+  });
+});
+
 describe('launch forms', () => {
   const args = ['train', '--quick', '--epochs', '1', '--train-limit', '64', '--eval-limit', '16', '--batch-size', '8'];
 
@@ -267,6 +308,27 @@ describe('faults and resuming with another world size', () => {
     expect(resumed.stdout).toMatch(/resuming at epoch 2\/3/);
     const history = JSON.parse(fs.readFileSync(path.join(out, 'history.json'), 'utf8')) as { epochs: unknown[] };
     expect(history.epochs).toHaveLength(3);
+  });
+
+  it('Ctrl-C on the launcher: every rank stops after the same batch, rank 0 writes one checkpoint, exit 130, --resume on 2 finishes', async () => {
+    const out = path.join(tmp, 'interrupted');
+    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '1', '--nproc-per-node', '2', '--out', out],
+      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await waitFor(() => /batch 1\/4/.test(stdout), 'the first batch');
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const last = findCheckpoint(path.join(out, 'checkpoints'), 'last')!;
+    const state = await readCheckpointState(last);
+    expect(state.train.position.epoch).toBe(0);
+    expect(state.train.position.nextBatch).toBeGreaterThan(0);
+    expect(stdout).toContain(`interrupted: checkpoint in ${last}`);
+    const resumed = await run(process.execPath, [CLI, 'train', '--resume', '--out', out, '--nproc-per-node', '2']);
+    expect({ code: resumed.code, stderr: resumed.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(resumed.stdout).toMatch(/^test accuracy/m);
   });
 
   it('a run of 1 process resumes on 2, and its metrics say so', async () => {
