@@ -12,15 +12,13 @@ import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
 import { formatSummaryTable } from './report/summary-table';
 import { runtimeInfo, setNumThreads } from './runtime';
 
-import * as fs from 'fs';
-import * as path from 'path';
-import { PROJECT_ROOT } from './paths';
+import { packageVersion } from './paths';
 import { LIMITS, maxThreads } from './limits';
 import { fixed } from './report/format';
 import { DATA_ENVIRONMENT, distributedExamples, helpFooter, TRAIN_ENVIRONMENT } from './commands/help';
 import { TRAINER_DEFAULTS } from './trainer-options';
 
-const { version } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+const version = packageVersion();
 
 /** `result.exitCode`: what a command that finished without an error asks to exit with (130 after Ctrl-C). */
 function buildProgram(argv: string[], result: { exitCode: number }): Command {

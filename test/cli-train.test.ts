@@ -240,4 +240,14 @@ describe('xception-torch train: Ctrl-C and --resume', () => {
     const metrics = readJson<{ epochs: number; testAccuracy: number }>(path.join(out, 'metrics.json'));
     expect(metrics.epochs).toBe(3);
   }, 600_000);
+
+  it('SIGTERM (a scheduler, torchrun) stops the same way: after the batch, with a checkpoint, exit 130', async () => {
+    const out = path.join(tmp, 'terminated');
+    const { code, signalled, stdout, stderr } = await interruptWhen(process.execPath, [CLI, 'train', '--quick', '--epochs', '2', '--train-limit', '160', '--out', out], /^epoch 1\/2 {2}batch \d+\/\d+/m, 'SIGTERM');
+    expect({ code, signalled, stderr }).toEqual({ code: 130, signalled: true, stderr: expect.stringContaining('SIGTERM: stopping after this batch') });
+    expect(stdout).toContain(`interrupted: checkpoint in ${path.join(out, 'checkpoints', 'last')}`);
+    // The run folder is released: a resume takes it without a stale-lock warning.
+    const resumed = run(['train', '--quick', '--epochs', '2', '--resume', '--out', out]);
+    expect({ code: resumed.code, stderr: resumed.stderr }).toEqual({ code: 0, stderr: '' });
+  }, 600_000);
 });

@@ -13,7 +13,7 @@ import {
   referenceResultsFor,
 } from '../compare';
 import { MODEL_NAMES, ModelOptionsByName } from '../models';
-import { PROJECT_ROOT } from '../paths';
+import { packageVersion } from '../paths';
 import { startPeakMemory } from '../peak-memory';
 import { barsChart, BarMeasure, curvesChart, CurveSeries } from '../report/charts';
 import { formatComparisonMarkdown, formatComparisonTable } from '../report/compare-table';
@@ -182,7 +182,7 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
   // Data-parallel workers other than rank 0 train in step with it and write or print nothing.
   const owner = ownsRunFolder();
   if (!record && owner) {
-    const version = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const version = packageVersion();
     await writeFileAtomic(path.join(dir, COMMAND_FILE), JSON.stringify({ version, argv, kind, mode, runs } satisfies CompareRecord, null, 2) + '\n');
   }
 

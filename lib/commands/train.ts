@@ -11,7 +11,7 @@ import type { SyntheticDatasetOptions } from '../datasets';
 import { defaultResize, REFERENCE_PREPROCESSING } from '../datasets/device-dataset';
 import { Device, MODEL_NAMES, ModelName } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
-import { PROJECT_ROOT } from '../paths';
+import { packageVersion } from '../paths';
 import { runtimeInfo } from '../runtime';
 import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
@@ -259,7 +259,7 @@ export function describeSetup(s: TrainSettings, resolved: ResolvedTrainerOptions
 }
 
 async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettings, previous?: CommandRecord & { resumes?: string[][] }): Promise<void> {
-  const version = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const version = packageVersion();
   const record = previous
     ? { ...previous, resumes: [...(previous.resumes ?? []), argv], dataDir: s.dataDir, synthetic: s.synthetic }
     : { version, argv, dataDir: s.dataDir, synthetic: s.synthetic };
@@ -376,6 +376,18 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
     console.error('\nxception-torch: stopping after this batch to write a checkpoint (Ctrl-C again to quit at once)');
     controller.abort();
   };
+  // SIGTERM (a job scheduler's preemption, torchrun stopping its workers, our launcher stopping the
+  // others when one failed) asks for the same stop as a first Ctrl-C, and never quits mid-batch itself.
+  const onSigterm = () => {
+    if (!started) {
+      console.error('\nxception-torch: terminated before training started');
+      process.exit(143);
+    }
+    if (controller.signal.aborted) return;
+    progress.stop();
+    console.error('\nxception-torch: SIGTERM: stopping after this batch to write a checkpoint');
+    controller.abort();
+  };
 
   let history: History;
   try {
@@ -387,6 +399,7 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
     if (owner) console.log(`${start}${describeModel(settings)} on ${describeSetup(settings, trainer.resolvedOptions())}${group}`);
     if (owner) console.log(`run folder: ${outDir}`);
     process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
     // Load the data first, so that a missing dataset leaves no command.json.
     await trainer.getModel();
     if (owner) await writeCommandRecord(outDir, o.argv, settings, o.saved?.command);
@@ -399,6 +412,7 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
     history = await trainer.fit({ signal: controller.signal, resume: Boolean(o.saved) });
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
     progress.stop();
     trainer.dispose();
   }

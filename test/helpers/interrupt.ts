@@ -8,14 +8,14 @@ export interface InterruptedRun {
   stderr: string;
 }
 
-export async function interruptWhen(command: string, args: string[], pattern: RegExp): Promise<InterruptedRun> {
+export async function interruptWhen(command: string, args: string[], pattern: RegExp, signal: NodeJS.Signals = 'SIGINT'): Promise<InterruptedRun> {
   const child = spawn(command, args);
   const run: InterruptedRun = { code: null, signalled: false, stdout: '', stderr: '' };
   child.stdout.on('data', (chunk: Buffer) => {
     run.stdout += chunk.toString();
     if (!run.signalled && pattern.test(run.stdout)) {
       run.signalled = true;
-      child.kill('SIGINT');
+      child.kill(signal);
     }
   });
   child.stderr.on('data', (chunk: Buffer) => {
