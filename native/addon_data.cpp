@@ -164,18 +164,10 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
               auto result = Napi::Object::New(env);
               result.Set("shape", js_shape(env, batch.sizes()));
               result.Set("data", float32_array(env, batch));
-              auto l = Napi::Int32Array::New(env, static_cast<size_t>(labels.numel()));
-              if (labels.numel()) std::memcpy(l.Data(), labels.data_ptr<int32_t>(), static_cast<size_t>(labels.numel()) * sizeof(int32_t));
-              result.Set("labels", l);
+              result.Set("labels", typed_array_copy<int32_t>(env, labels));
               if (augment.offsets.defined()) {
-                auto offsets = augment.offsets.to(torch::kInt).contiguous();
-                auto flips = augment.flips.to(torch::kUInt8).contiguous();
-                auto o = Napi::Int32Array::New(env, static_cast<size_t>(offsets.numel()));
-                if (offsets.numel()) std::memcpy(o.Data(), offsets.data_ptr<int32_t>(), static_cast<size_t>(offsets.numel()) * sizeof(int32_t));
-                auto f = Napi::Uint8Array::New(env, static_cast<size_t>(flips.numel()));
-                if (flips.numel()) std::memcpy(f.Data(), flips.data_ptr<uint8_t>(), static_cast<size_t>(flips.numel()));
-                result.Set("offsets", o);
-                result.Set("flips", f);
+                result.Set("offsets", typed_array_copy<int32_t>(env, augment.offsets));
+                result.Set("flips", typed_array_copy<uint8_t>(env, augment.flips));
               }
               return result;
             };

@@ -71,12 +71,8 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
       return AsyncTask::Start(info.Env(), [group, tensor, op]() -> AsyncTask::Finish {
         auto on_device = group->backend() == "nccl" ? tensor.to(torch::kCUDA) : tensor;
         group->all_reduce(on_device, op);
-        auto result = on_device.to(torch::kCPU).contiguous();
-        return [result](Napi::Env env) -> Napi::Value {
-          auto out = Napi::Float64Array::New(env, static_cast<size_t>(result.numel()));
-          std::memcpy(out.Data(), result.data_ptr<double>(), static_cast<size_t>(result.numel()) * sizeof(double));
-          return out;
-        };
+        auto result = on_device.to(torch::kCPU);
+        return [result](Napi::Env env) -> Napi::Value { return typed_array_copy<double>(env, result); };
       });
     });
   }
@@ -140,10 +136,7 @@ Napi::Value ShardIndices(const Napi::CallbackInfo& info) {
     if (world < 1 || rank < 0 || rank >= world) throw std::invalid_argument("the rank must be in [0, worldSize)");
     if (order.ElementLength() == 0) throw std::invalid_argument("the permutation is empty");
     auto t = torch::from_blob(order.Data(), {static_cast<int64_t>(order.ElementLength())}, torch::kInt).to(torch::kLong);
-    auto shard = shard_indices(t, rank, world).to(torch::kInt).contiguous();
-    auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(shard.numel()));
-    std::memcpy(out.Data(), shard.data_ptr<int32_t>(), static_cast<size_t>(shard.numel()) * sizeof(int32_t));
-    return out;
+    return typed_array_copy<int32_t>(info.Env(), shard_indices(t, rank, world));
   });
 }
 

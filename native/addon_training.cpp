@@ -218,10 +218,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
               o.Set("loss", r.loss);
               o.Set("accuracy", r.accuracy);
               o.Set("images", static_cast<double>(r.images));
-              auto confusion = r.confusion.to(torch::kDouble).contiguous();
-              auto flat = Napi::Float64Array::New(env, static_cast<size_t>(classes * classes));
-              std::memcpy(flat.Data(), confusion.data_ptr<double>(), static_cast<size_t>(classes * classes) * sizeof(double));
-              o.Set("confusion", flat);
+              o.Set("confusion", typed_array_copy<double>(env, r.confusion.reshape({-1})));
               return o;
             };
           },
@@ -237,10 +234,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value EpochIndices(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("epochIndices(epoch)");
-      auto indices = session().epoch_indices(info[0].As<Napi::Number>().Int64Value()).to(torch::kInt).contiguous();
-      auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(indices.numel()));
-      std::memcpy(out.Data(), indices.data_ptr<int32_t>(), static_cast<size_t>(indices.numel()) * sizeof(int32_t));
-      return out;
+      return typed_array_copy<int32_t>(info.Env(), session().epoch_indices(info[0].As<Napi::Number>().Int64Value()));
     });
   }
 

@@ -1,5 +1,7 @@
 #include "distributed_group.h"
 
+#include "error_text.h"
+
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -18,23 +20,13 @@
 
 namespace xt {
 
-namespace {
-
-std::string exception_text(const std::exception& e) {
-  // c10 errors carry a C++ backtrace after the first line.
-  std::string text = e.what();
-  const auto newline = text.find('\n');
-  return newline == std::string::npos ? text : text.substr(0, newline);
-}
-
-}  // namespace
-
 void DistributedGroup::fail(const std::string& what) const {
   std::string cause;
   try {
     throw;
   } catch (const std::exception& e) {
-    cause = exception_text(e);
+    cause = error_text(e);
+    cause = cause.substr(0, cause.find('\n'));  // one line: the CLI prints each error on one
   } catch (...) {
     cause = "unknown error";
   }

@@ -16,6 +16,7 @@
 
 #include "data.h"
 #include "distributed_group.h"
+#include "error_text.h"
 #include "network.h"
 #include "torch_includes.h"
 
@@ -25,10 +26,7 @@ namespace xt::napi {
 // ---- errors -------------------------------------------------------------------------------
 
 // User-facing text of an exception: c10 errors without their C++ backtrace.
-inline std::string message_of(const std::exception& e) {
-  if (auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
-  return e.what();
-}
+inline std::string message_of(const std::exception& e) { return xt::error_text(e); }
 
 // What went wrong, kept from the throw on a worker thread to the JavaScript error: the caller's
 // input (std::invalid_argument -> RangeError, code XT_INVALID_ARGUMENT), the device running out of
@@ -321,6 +319,16 @@ Wrapped* unwrap_instance(const Napi::FunctionReference& constructor, const Napi:
     throw std::invalid_argument(std::string("expected ") + expected);
   }
   return Napi::ObjectWrap<Wrapped>::Unwrap(value.As<Napi::Object>());
+}
+
+// A typed array (Int32Array for int32_t, Float64Array for double, Uint8Array for uint8_t, ...)
+// holding a copy of `t`, converted to T on the CPU.
+template <typename T>
+Napi::TypedArrayOf<T> typed_array_copy(Napi::Env env, const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, c10::CppTypeToScalarType<T>::value).contiguous();
+  auto out = Napi::TypedArrayOf<T>::New(env, static_cast<size_t>(c.numel()));
+  if (c.numel()) std::memcpy(out.Data(), c.template data_ptr<T>(), static_cast<size_t>(c.numel()) * sizeof(T));
+  return out;
 }
 
 // A Float32Array over a float tensor's memory, without a copy: the ArrayBuffer keeps the tensor
