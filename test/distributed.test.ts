@@ -30,16 +30,21 @@ function ddpOracle<T>(args: string[]): T {
 
 interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+/** Starts a process with its output collected as it comes; `exited` settles when it has closed. */
+function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp) {
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (output.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output.stderr += d.toString()));
+  const exited = new Promise<Exit>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('close', (code, signal) => resolve({ code, signal, ...output }));
   });
+  return { child, output, exited };
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp): Promise<Exit> {
+  return start(command, args, env, cwd).exited;
 }
 
 /** Relative difference of two tensors as whole vectors: |a - b| / |b| (0 when both are 0). */
@@ -285,24 +290,21 @@ describe('faults and resuming with another world size', () => {
     return byRank;
   }
 
+  /** Starts `train` under our launcher. */
+  const startLauncher = (args: string[]) => start(process.execPath, [CLI, ...args]);
+
   it('kill -9 of one worker stops the run with an error naming it; --resume continues it on 1 process', async () => {
     const out = path.join(tmp, 'killed');
-    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '3', '--nproc-per-node', '2', '--dist-timeout', '60', '--out', out],
-      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const { child, output, exited } = startLauncher([...quick, '--epochs', '3', '--nproc-per-node', '2', '--dist-timeout', '60', '--out', out]);
     // Once the first epoch's checkpoint is written, in the second epoch.
     await waitFor(() => findCheckpoint(path.join(out, 'checkpoints'), 'last') !== undefined, 'the first checkpoint');
     const victim = workers(child.pid!).get(1)!;
     process.kill(victim, 'SIGKILL');
-    const code = await exited;
-    expect(code).not.toBe(0);
-    expect(stderr).toContain(`worker rank 1 (pid ${victim}) was killed by SIGKILL`);
+    expect((await exited).code).not.toBe(0);
+    expect(output.stderr).toContain(`worker rank 1 (pid ${victim}) was killed by SIGKILL`);
 
     const resumed = await run(process.execPath, [CLI, 'train', '--resume', '--out', out, '--epochs', '3']);
-    // The launcher's SIGTERM may have ended rank 0 before it released the folder's lock: taken over.
+    // Rank 0 may still have been killed (after the launcher's grace period) holding the folder's lock: taken over.
     expect(resumed.code).toBe(0);
     expect(resumed.stderr).toMatch(/^(xception-torch: warning: took over \S+\.lock, left by process \d+ .*which no longer runs\n)?$/);
     expect(resumed.stdout).toMatch(/resuming at epoch 2\/3/);
@@ -312,20 +314,15 @@ describe('faults and resuming with another world size', () => {
 
   it('Ctrl-C on the launcher: every rank stops after the same batch, rank 0 writes one checkpoint, exit 130, --resume on 2 finishes', async () => {
     const out = path.join(tmp, 'interrupted');
-    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '1', '--nproc-per-node', '2', '--out', out],
-      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await waitFor(() => /batch 1\/4/.test(stdout), 'the first batch');
+    const { child, output, exited } = startLauncher([...quick, '--epochs', '1', '--nproc-per-node', '2', '--out', out]);
+    await waitFor(() => /batch 1\/4/.test(output.stdout), 'the first batch');
     child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    expect((await exited).code).toBe(130);
     const last = findCheckpoint(path.join(out, 'checkpoints'), 'last')!;
     const state = await readCheckpointState(last);
     expect(state.train.position.epoch).toBe(0);
     expect(state.train.position.nextBatch).toBeGreaterThan(0);
-    expect(stdout).toContain(`interrupted: checkpoint in ${last}`);
+    expect(output.stdout).toContain(`interrupted: checkpoint in ${last}`);
     const resumed = await run(process.execPath, [CLI, 'train', '--resume', '--out', out, '--nproc-per-node', '2']);
     expect({ code: resumed.code, stderr: resumed.stderr }).toEqual({ code: 0, stderr: '' });
     expect(resumed.stdout).toMatch(/^test accuracy/m);
@@ -344,17 +341,12 @@ describe('faults and resuming with another world size', () => {
 
   it('a worker that stops answering makes the other fail within --dist-timeout, naming the collective and its rank', async () => {
     const out = path.join(tmp, 'hung');
-    const child = spawn(process.execPath, [CLI, ...quick, '--epochs', '2', '--nproc-per-node', '2', '--dist-timeout', '15', '--out', out],
-      { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const { child, output, exited } = startLauncher([...quick, '--epochs', '2', '--nproc-per-node', '2', '--dist-timeout', '15', '--out', out]);
     await waitFor(() => findCheckpoint(path.join(out, 'checkpoints'), 'last') !== undefined, 'the first checkpoint');
     const stopped = workers(child.pid!).get(1)!;
     process.kill(stopped, 'SIGSTOP');
     try {
-      expect(await exited).not.toBe(0);
+      expect((await exited).code).not.toBe(0);
     } finally {
       try {
         process.kill(stopped, 'SIGKILL');
@@ -362,7 +354,7 @@ describe('faults and resuming with another world size', () => {
         // gone already: the launcher stopped it
       }
     }
-    expect(stderr).toMatch(/distributed [a-z-]+ failed on rank 0 of 2 \(gloo\)/);
-    expect(stderr).toMatch(/worker rank 0 \(pid \d+\) exited with code 1/);
+    expect(output.stderr).toMatch(/distributed [a-z-]+ failed on rank 0 of 2 \(gloo\)/);
+    expect(output.stderr).toMatch(/worker rank 0 \(pid \d+\) exited with code 1/);
   });
 });

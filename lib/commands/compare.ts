@@ -191,7 +191,7 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
   if (mode === 'throughput') {
     await quitOnInterrupt(() => measureRuns(runs, comparison.rows, { ...opts, resolved }, log));
   } else if (mode === 'train') {
-    const finished = await trainRuns(runs, comparison, dir, { argv, device: String(resolved.device), distributed: distributedTrainerOption(opts) });
+    const finished = await trainRuns(runs, comparison, dir, { argv, device: String(resolved.device), distributed: distributedTrainerOption(opts), owner });
     if (!finished) return 130;
   }
   if (!owner) return 0;
@@ -271,7 +271,8 @@ async function measureRuns(
  * (--resume) are kept as they are. Resolves false after Ctrl-C, with the way to continue printed.
  */
 async function trainRuns(
-  runs: PlannedRun[], comparison: Comparison, dir: string, o: { argv: string[]; device: string; distributed: TrainRunOptions['distributed'] },
+  runs: PlannedRun[], comparison: Comparison, dir: string,
+  o: { argv: string[]; device: string; distributed: TrainRunOptions['distributed']; owner: boolean },
 ): Promise<boolean> {
   const previous = readJson<Comparison>(path.join(dir, COMPARE_JSON));
   const resumeCommand = `xception-torch compare --resume --out ${dir}`;
@@ -283,7 +284,7 @@ async function trainRuns(
       throw new UsageError(`the run in ${out} has trained ${saved.epoch} epochs, more than --epochs ${s.epochs}`);
     }
     const done = saved && saved.epoch === s.epochs && fs.existsSync(path.join(out, 'metrics.json'));
-    if (!ownsRunFolder()) {
+    if (!o.owner) {
       if (!done && (await trainRun(s, { argv: o.argv, saved, resumeCommand: () => resumeCommand, distributed: o.distributed })).history.interrupted) return false;
       continue;
     }
