@@ -12,7 +12,8 @@
 //   3. rename the temporary folder to <name>, flush the parent folder
 //   4. delete .old
 // findCheckpoint() prefers <name> and falls back to .old. Temporary folders of killed writers are
-// removed by removeStaleTemporaries() (lib/atomic-write.ts) when the next run starts.
+// removed by removeStaleTemporaries() (lib/atomic-write.ts), and an .old that a whole <name> superseded by
+// removeSupersededCheckpoints(), when the next run starts.
 import * as fs from 'fs';
 import * as path from 'path';
 import { fsyncFile, fsyncFolder, temporaryName } from './atomic-write';
@@ -82,6 +83,24 @@ export async function writeCheckpoint<Meta>(
   await fs.promises.rm(old, { recursive: true, force: true });
   await afterStep('done');
   return target;
+}
+
+/**
+ * Removes each `.<name>.old` whose `<name>` is whole: a swap killed after its second rename left the
+ * previous checkpoint behind, and no later save of that name may come (a run resumed only to write
+ * its metrics). An `.old` without a whole `<name>` is the only copy and stays. Returns what it removed.
+ */
+export async function removeSupersededCheckpoints(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const superseded = names.filter((n) => /^\..+\.old$/.test(n) && isWhole(path.join(dir, n.slice(1, -'.old'.length))));
+  for (const n of superseded) await fs.promises.rm(path.join(dir, n), { recursive: true, force: true });
+  return superseded;
 }
 
 /** Whether `folder` holds both files of a checkpoint (folders are only renamed into place whole). */

@@ -4,7 +4,7 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { removeStaleTemporaries, writeFileAtomic } from './atomic-write';
-import { CheckpointError, findCheckpoint, modelFile, readCheckpointState, STATE_FILE, writeCheckpoint } from './checkpoint';
+import { CheckpointError, findCheckpoint, modelFile, readCheckpointState, removeSupersededCheckpoints, STATE_FILE, writeCheckpoint } from './checkpoint';
 import { createSyntheticDataset, loadCifar10, selectImages } from './datasets';
 import type { DatasetSplits, ImageSet } from './datasets';
 import { DeviceDataset } from './datasets/device-dataset';
@@ -232,6 +232,7 @@ export class Trainer extends EventEmitter {
     return withRunLock(this.outDir, async () => {
       await removeStaleTemporaries(this.outDir);
       await removeStaleTemporaries(path.join(this.outDir, 'checkpoints'));
+      await removeSupersededCheckpoints(path.join(this.outDir, 'checkpoints'));
       return this.fitLocked(opts);
     });
   }

@@ -5,7 +5,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CheckpointError, findCheckpoint, readCheckpointState, STATE_FILE, writeCheckpoint } from '../lib/checkpoint';
+import { CheckpointError, CheckpointStep, findCheckpoint, readCheckpointState, removeSupersededCheckpoints, STATE_FILE, writeCheckpoint } from '../lib/checkpoint';
 import type { NativeTrainState } from '../lib/native';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors';
 
@@ -134,6 +134,29 @@ describe('writeCheckpoint: a kill at any point leaves a whole checkpoint', () =>
     await save(dir, 1);
     await save(dir, 2);
     expect(fs.readdirSync(dir)).toEqual(['last']);
+  });
+
+  it('removeSupersededCheckpoints: an .old left by a swap killed after its second rename goes; an only copy stays', async () => {
+    const dir = freshFolder();
+    // Version v of 'last', the process killed right after `step`.
+    const killedAfter = (v: number, step: CheckpointStep) => writeCheckpoint(
+      dir, 'last', (file) => writeSafetensors(file, [['w', { dtype: 'F32', shape: [2], data: f32([v, v]) }]]), trainState(v), meta(v),
+      (done) => {
+        if (done === step) throw new Killed(`killed after ${step}`);
+      },
+    ).catch((e: unknown) => expect(e).toBeInstanceOf(Killed));
+    await save(dir, 1);
+    // After the second rename, before .last.old is removed: last (version 2) is whole beside it.
+    await killedAfter(2, 'swapped');
+    expect(fs.readdirSync(dir).sort()).toEqual(['.last.old', 'last']);
+    expect(await removeSupersededCheckpoints(dir)).toEqual(['.last.old']);
+    expect(fs.readdirSync(dir)).toEqual(['last']);
+    expect(await foundVersion(dir)).toBe(2);
+    // Between the two renames: .last.old is the only whole copy, and stays.
+    await killedAfter(3, 'moved-to-old');
+    expect(fs.readdirSync(dir).filter((n) => !n.includes('.tmp-'))).toEqual(['.last.old']);
+    expect(await removeSupersededCheckpoints(dir)).toEqual([]);
+    expect(await foundVersion(dir)).toBe(2);
   });
 });
 
