@@ -1,5 +1,6 @@
 /**
- * CIFAR-10, binary version: download (checked against its MD5), safe extraction, parsing, splits.
+ * CIFAR-10, binary version: download (checked against its MD5), safe extraction, parsing (the batch
+ * and meta files, cifar10-batch.ts), splits.
  *
  * The data lives in `<cache>/cifar-10-batches-bin/` (`~/.cache/xception-torch` unless
  * `XCEPTION_TORCH_CACHE` or `XDG_CACHE_HOME` say otherwise) or in a folder the user names
@@ -16,6 +17,11 @@ import { formatBytes } from '../report/format';
 import { extractTarGz } from '../extract-tar';
 import { permutation } from '../random';
 import { DatasetSplits, ImageSet } from './types';
+import { parseCifar10Batch, parseCifar10Meta } from './cifar10-batch';
+
+export {
+  CIFAR10_CLASSES, CIFAR10_IMAGE_BYTES, CIFAR10_RECORD_BYTES, parseCifar10Batch, parseCifar10Meta,
+} from './cifar10-batch';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -27,11 +33,6 @@ export const CIFAR10_TRAIN_FILES: readonly string[] = [
 ];
 export const CIFAR10_TEST_FILE = 'test_batch.bin';
 export const CIFAR10_META_FILE = 'batches.meta.txt';
-export const CIFAR10_CLASSES = 10;
-/** One image: 3 channels of 32×32 bytes. */
-export const CIFAR10_IMAGE_BYTES = 3 * 32 * 32;
-/** One record: a label byte, then the image. */
-export const CIFAR10_RECORD_BYTES = 1 + CIFAR10_IMAGE_BYTES;
 
 const BATCH_FILES = [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE];
 const ALL_FILES = [...BATCH_FILES, CIFAR10_META_FILE];
@@ -41,33 +42,6 @@ export const CIFAR10_MAX_EXTRACT_BYTES = 1024 ** 3;
 export const CIFAR10_MAX_ENTRY_BYTES = 256 * 1024 ** 2;
 const MAX_EXTRACT_VARIABLE = 'XCEPTION_TORCH_CIFAR10_MAX_BYTES';
 const MAX_ENTRY_VARIABLE = 'XCEPTION_TORCH_CIFAR10_MAX_ENTRY_BYTES';
-
-/** Parses one CIFAR-10 batch file: records of 1 label byte + 3,072 image bytes, any number of them. */
-export function parseCifar10Batch(bytes: Uint8Array, file: string): ImageSet {
-  const size = bytes.length;
-  if (size % CIFAR10_RECORD_BYTES !== 0) {
-    const whole = Math.floor(size / CIFAR10_RECORD_BYTES);
-    throw new Error(
-      `${file}: size ${size} bytes is not a multiple of the CIFAR-10 record size ${CIFAR10_RECORD_BYTES} ` +
-        `(1 label byte + ${CIFAR10_IMAGE_BYTES} image bytes): ${whole} whole records and ` +
-        `${size - whole * CIFAR10_RECORD_BYTES} bytes left over. The file is truncated or not a CIFAR-10 binary batch.`,
-    );
-  }
-  const count = size / CIFAR10_RECORD_BYTES;
-  const images = new Uint8Array(count * CIFAR10_IMAGE_BYTES);
-  const labels = new Uint8Array(count);
-  for (let i = 0, at = 0; i < count; i++, at += CIFAR10_RECORD_BYTES) {
-    const label = bytes[at];
-    if (label >= CIFAR10_CLASSES) {
-      throw new Error(
-        `${file}: record ${i} (byte offset ${at}) has label ${label}; CIFAR-10 labels are 0 to ${CIFAR10_CLASSES - 1}.`,
-      );
-    }
-    labels[i] = label;
-    images.set(bytes.subarray(at + 1, at + CIFAR10_RECORD_BYTES), i * CIFAR10_IMAGE_BYTES);
-  }
-  return { images, labels, count, channels: 3, height: 32, width: 32 };
-}
 
 /** The sets one after another; they must share one image shape. */
 export function concatImageSets(sets: readonly ImageSet[]): ImageSet {
@@ -113,15 +87,6 @@ async function readRequired(dir: string, name: string): Promise<Buffer> {
     if (code === 'ENOENT') throw new Error(`CIFAR-10 file ${name} is missing from ${dir}`);
     throw new Error(`Cannot read CIFAR-10 file ${name} in ${dir}: ${(err as Error).message}`);
   }
-}
-
-/** Class names from `batches.meta.txt`: its non-empty lines. */
-export function parseCifar10Meta(text: string, file: string): string[] {
-  const names = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
-  if (names.length !== CIFAR10_CLASSES) {
-    throw new Error(`${file}: expected ${CIFAR10_CLASSES} class names (one a line), found ${names.length}`);
-  }
-  return names;
 }
 
 /** Reads an extracted `cifar-10-batches-bin/` folder: the five train batches as one set, the test batch, the class names. */
