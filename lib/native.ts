@@ -1,18 +1,19 @@
 // Loads the native addon. Everything in lib/ reaches libtorch through this file alone.
 import * as fs from 'fs';
 import { ADDON_PATH, BUILD_INFO_PATH, PROJECT_ROOT } from './paths';
+import type { SafetensorsDtype } from './safetensors';
 
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64';
+/** The safetensors dtypes the addon reads and writes. */
+export type NativeDtype = Extract<SafetensorsDtype, 'F32' | 'F16' | 'BF16' | 'F64' | 'I64'>;
 
-/** The tensor dtypes the addon reads and writes. */
-export const NATIVE_DTYPES: ReadonlySet<string> = new Set<SafetensorsDtype>(['F32', 'F16', 'BF16', 'F64', 'I64']);
+export const NATIVE_DTYPES: ReadonlySet<string> = new Set<NativeDtype>(['F32', 'F16', 'BF16', 'F64', 'I64']);
 
-export const isNativeDtype = (dtype: string): dtype is SafetensorsDtype => NATIVE_DTYPES.has(dtype);
+export const isNativeDtype = (dtype: string): dtype is NativeDtype => NATIVE_DTYPES.has(dtype);
 
 export interface NativeTensorInfo {
   name: string;
   shape: number[];
-  dtype: SafetensorsDtype;
+  dtype: NativeDtype;
 }
 
 export interface NativeTensor extends NativeTensorInfo {
@@ -24,7 +25,7 @@ export interface NativeTensorInput extends NativeTensorInfo {
 }
 
 /** Tensors copied out of the addon as [name, { dtype, shape, data }] entries for a safetensors file. */
-export function tensorEntries(tensors: NativeTensor[]): Array<[string, { dtype: SafetensorsDtype; shape: number[]; data: Uint8Array }]> {
+export function tensorEntries(tensors: NativeTensor[]): Array<[string, { dtype: NativeDtype; shape: number[]; data: Uint8Array }]> {
   return tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) }]);
 }
 
@@ -250,15 +251,24 @@ export interface NativeAddon {
   setAllowTF32(allow: boolean): void;
 }
 
-/** What scripts/build-native.ts recorded about the libtorch the addon was built against. */
-export interface BuildInfo {
-  source: string;
+/** Where a libtorch was found (scripts/download-libtorch.ts) and how. */
+export interface LibtorchLocation {
+  source: 'env' | 'python' | 'system' | 'cache' | 'download' | 'apt';
+  /** Folder for CMAKE_PREFIX_PATH: a libtorch root, or for python/system the cmake folder holding Torch/. */
   prefixPath: string;
+  /** The libtorch (or torch package) root, where known. */
+  root?: string;
   version?: string;
-  builtAt?: string;
-  /** The C++ ABI of that libtorch, when its CMake config says. */
+  cuda?: boolean;
+  /** The C++ ABI its TorchConfig.cmake declares (_GLIBCXX_USE_CXX11_ABI); the build takes the flag
+   * from TORCH_CXX_FLAGS either way, this only reports it. */
   cxx11Abi?: boolean;
-  /** The CUDA toolkit the build was configured with (CUDA libtorch only). */
+}
+
+/** What scripts/build-native.ts records in build/libtorch.json about the libtorch the addon was built against. */
+export interface BuildInfo extends LibtorchLocation {
+  builtAt: string;
+  /** The CUDA toolkit the configure step was given (CUDA libtorch only). */
   cudaToolkit?: { root: string; version?: string };
 }
 

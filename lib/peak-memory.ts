@@ -4,6 +4,7 @@
 // (torch.cuda.max_memory_allocated), reset at the start.
 import * as fs from 'fs';
 import { native } from './native';
+import { cudaIndex } from './runtime';
 
 export interface PeakMemory {
   bytes: number;
@@ -27,9 +28,6 @@ function resetProcessPeak(): boolean {
     return false;
   }
 }
-
-/** 'cuda' -> 0, 'cuda:1' -> 1. */
-export const cudaIndex = (device: string): number => (device.includes(':') ? Number(device.split(':')[1]) : 0);
 
 /** A CUDA allocator peak from the addon (e.g. benchmarkSteps'), as a PeakMemory; null when there is none. */
 export function cudaPeak(bytes: number | undefined | null): PeakMemory | null {

@@ -77,6 +77,9 @@ export function resolveDevice(device: string, cudaAvailable?: boolean): string {
   return (cudaAvailable ?? native().info().cudaAvailable) ? 'cuda' : 'cpu';
 }
 
+/** The index of a CUDA device as libtorch names it: 'cuda' -> 0, 'cuda:1' -> 1. */
+export const cudaIndex = (device: string): number => (device.includes(':') ? Number(device.split(':')[1]) : 0);
+
 /** Sets the CPU thread count libtorch uses for the work this package starts. */
 export function setNumThreads(threads: number): void {
   if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer; got ${threads}`);

@@ -4,16 +4,10 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
-import { readBuildInfo } from '../lib/native';
+import { BuildInfo, readBuildInfo } from '../lib/native';
 import { BUILD_DIR, BUILD_INFO_PATH as BUILD_INFO, PROJECT_ROOT } from '../lib/paths';
 import { cudaBuildSettings } from './cuda-toolkit';
-import { findLibtorch, LibtorchLocation } from './download-libtorch';
-
-export interface BuildInfo extends LibtorchLocation {
-  builtAt: string;
-  /** The CUDA toolkit the configure step was given (CUDA libtorch only). */
-  cudaToolkit?: { root: string; version?: string };
-}
+import { findLibtorch } from './download-libtorch';
 
 /**
  * 'rebuild' (a fresh CMake cache) unless the last build used the same libtorch — same folder and

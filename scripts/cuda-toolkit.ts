@@ -8,7 +8,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { isFile } from './download-libtorch';
+import { isDir, isFile } from '../lib/file-kind';
 import type { LibtorchLocation } from './download-libtorch';
 
 export interface CudaToolkit {
@@ -37,14 +37,6 @@ export interface ToolkitSearch {
   /** Runs `nvcc --version`; default spawnSync. */
   nvccVersion?: (nvcc: string) => string | undefined;
 }
-
-const isDir = (p: string): boolean => {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-};
 
 function defaultNvccVersion(nvcc: string): string | undefined {
   const r = spawnSync(nvcc, ['--version'], { encoding: 'utf8' });

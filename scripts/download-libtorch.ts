@@ -13,20 +13,12 @@ import * as path from 'path';
 import extract from 'extract-zip';
 import { defaultCacheDir } from '../lib/cache-dir';
 import { download } from '../lib/download';
+import { isFile } from '../lib/file-kind';
+import type { LibtorchLocation } from '../lib/native';
 import { formatBytes } from '../lib/report/format';
 
-export interface LibtorchLocation {
-  source: 'env' | 'python' | 'system' | 'cache' | 'download' | 'apt';
-  /** Folder for CMAKE_PREFIX_PATH: a libtorch root, or for python/system the cmake folder holding Torch/. */
-  prefixPath: string;
-  /** The libtorch (or torch package) root, where known. */
-  root?: string;
-  version?: string;
-  cuda?: boolean;
-  /** The C++ ABI its TorchConfig.cmake declares (_GLIBCXX_USE_CXX11_ABI); the build takes the flag
-   * from TORCH_CXX_FLAGS either way, this only reports it. */
-  cxx11Abi?: boolean;
-}
+// Defined beside BuildInfo in lib/native.ts (the build records one in build/libtorch.json).
+export type { LibtorchLocation };
 
 export interface CommandResult {
   status: number | null;
@@ -110,14 +102,6 @@ function defaultRunCommand(cmd: string, args: string[]): CommandResult {
   });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr || (r.error ? r.error.message : '') };
 }
-
-export const isFile = (p: string): boolean => {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-};
 
 /** The cmake folder (holding Torch/) inside a libtorch root, if any. */
 function cmakeDirOfRoot(root: string): string | undefined {

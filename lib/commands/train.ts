@@ -12,7 +12,7 @@ import { defaultResize, REFERENCE_PREPROCESSING } from '../datasets/device-datas
 import { Device, MODEL_NAMES, ModelName } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
 import { packageVersion } from '../paths';
-import { runtimeInfo } from '../runtime';
+import { cudaIndex, runtimeInfo } from '../runtime';
 import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
 import { addDistributedOptions, distributedTrainerOption, launchIfRequested } from './distributed';
@@ -241,7 +241,7 @@ export function checkDevice(d: Device): void {
   if (!info.cudaAvailable) {
     throw new Error(`--device ${d}: CUDA is not available to libtorch ${info.libtorchVersion} (see xception-torch doctor); use --device cpu`);
   }
-  const index = d.includes(':') ? Number(d.split(':')[1]) : 0;
+  const index = cudaIndex(d);
   if (index >= info.cudaDeviceCount) throw new Error(`--device ${d}: there ${info.cudaDeviceCount === 1 ? 'is 1 CUDA device' : `are ${info.cudaDeviceCount} CUDA devices`}`);
 }
 

@@ -15,6 +15,8 @@ import { defaultCacheDir } from '../cache-dir';
 import { download } from '../download';
 import { formatBytes } from '../report/format';
 import { extractTarGz } from '../extract-tar';
+import { isDir, isFile } from '../file-kind';
+import { isProcessAlive } from '../process-alive';
 import { permutation } from '../random';
 import { DatasetSplits, ImageSet } from './types';
 import { parseCifar10Batch, parseCifar10Meta } from './cifar10-batch';
@@ -101,22 +103,6 @@ export async function readCifar10Folder(dir: string): Promise<{ classNames: stri
   const meta = await readRequired(folder, CIFAR10_META_FILE);
   const classNames = parseCifar10Meta(meta.toString('utf8'), path.join(folder, CIFAR10_META_FILE));
   return { classNames, train: concatImageSets(train), test };
-}
-
-function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -257,15 +243,6 @@ interface FetchOptions {
   maxEntryBytes: number;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes work folders left by fetches whose process is gone (killed mid-download). */
 async function removeStaleWork(target: string): Promise<void> {
   let names: string[];
@@ -276,7 +253,7 @@ async function removeStaleWork(target: string): Promise<void> {
   }
   for (const name of names) {
     const m = name.startsWith(WORK_PREFIX) ? /^(\d+)-/.exec(name.slice(WORK_PREFIX.length)) : null;
-    if (m && !processAlive(Number(m[1]))) {
+    if (m && !isProcessAlive(Number(m[1]))) {
       await fs.promises.rm(path.join(target, name), { recursive: true, force: true }).catch(() => undefined);
     }
   }
