@@ -107,14 +107,12 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
       try {
         const min = model.minInputSize();
         if (opts.imageSize < min) throw new UsageError(`--image-size must be at least ${min} for ${name}`);
-        const rows = model.summary(opts.imageSize);
-        const parameters = model.parameterCount();
-        const macs = rows.filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0);
+        const { layers, parameters, macs } = await model.summary(opts.imageSize);
         if (opts.json) {
-          console.log(JSON.stringify({ model: name, imageSize: opts.imageSize, parameters, macs, layers: rows }, null, 2));
+          console.log(JSON.stringify({ model: name, imageSize: opts.imageSize, parameters, macs, layers }, null, 2));
         } else {
           const title = `${name} (${opts.numClasses} classes${name === 'xception' ? `, ${opts.variant}, activation ${opts.activation}` : `, aux logits ${opts.auxLogits ? 'on' : 'off'}`})`;
-          console.log(formatSummaryTable(rows, { title, imageSize: opts.imageSize, parameters, macs }));
+          console.log(formatSummaryTable(layers, { title, imageSize: opts.imageSize, parameters, macs }));
         }
       } finally {
         model.dispose();

@@ -66,12 +66,13 @@ export interface Comparison {
  * Parameters and multiply-accumulates per image of a model built with `options`. A RangeError when
  * the model cannot train on `imageSize` crops (model.checkTrainingCrop).
  */
-export function modelCost<N extends ModelName>(model: N, options: ModelOptionsByName[N], imageSize: number): { parameters: number; macsPerImage: number } {
+export async function modelCost<N extends ModelName>(model: N, options: ModelOptionsByName[N], imageSize: number): Promise<{ parameters: number; macsPerImage: number }> {
   // The counts do not depend on the weights: skip Inception V3's (slow) truncated-normal initialisation.
   const net = createModel(model, model === 'inception_v3' ? { ...options, initWeights: false } : options);
   try {
     net.checkTrainingCrop(imageSize);
-    return { parameters: net.parameterCount(), macsPerImage: net.multiplyAccumulates(imageSize) };
+    const summary = await net.summary(imageSize);
+    return { parameters: summary.parameters, macsPerImage: summary.macs };
   } finally {
     net.dispose();
   }

@@ -1,7 +1,7 @@
 // xception-torch: the public API.
 export { Xception, InceptionV3, createModel, ModelError, MODEL_NAMES } from './models';
 export type {
-  Model, ModelName, Device, TensorData, LayerSummary, BatchNormFolding, XceptionOptions, InceptionV3Options, ModelOptionsByName,
+  Model, ModelName, Device, TensorData, LayerSummary, ModelSummary, BatchNormFolding, XceptionOptions, InceptionV3Options, ModelOptionsByName,
 } from './models';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, float32Values, SafetensorsError } from './safetensors';
 export type { SafetensorsTensor, SafetensorsFile, SafetensorsDtype } from './safetensors';

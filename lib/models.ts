@@ -1,6 +1,6 @@
 // The models: typed wrappers over the native Xception and Inception V3 (native/xception.cpp,
 // native/inception_v3.cpp). Weights move in and out as safetensors with PyTorch's names.
-import { native, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, tensorEntries } from './native';
+import { native, NativeFoldingInfo, NativeLayerRow, NativeModelHandle, NativeSummary, tensorEntries } from './native';
 import { fromNative, ModelError } from './errors';
 import { LIMITS } from './limits';
 import { readSafetensors, SafetensorsTensor, writeSafetensors } from './safetensors';
@@ -18,6 +18,9 @@ export interface TensorData {
 
 /** One row of `summary()`: a top-level stage of the network, like torchinfo's depth-1 table. */
 export type LayerSummary = NativeLayerRow;
+
+/** `summary()`: the stages (`layers`), trainable `parameters`, and `macs` of one eval-mode image. */
+export type ModelSummary = NativeSummary;
 
 /** Whether eval passes fold BatchNorm into the convolutions, over how many pairs, and how often the folded weights were computed. */
 export type BatchNormFolding = NativeFoldingInfo;
@@ -40,7 +43,8 @@ export interface Model {
   to(device: Device): this;
   /** Logits for a batch [N, 3, H, W]; runs off the event loop. */
   forward(x: TensorData): Promise<TensorData>;
-  summary(imageSize?: number): LayerSummary[];
+  /** One eval-mode pass of a zero image, off the event loop: each stage's output shape, parameters and MACs. */
+  summary(imageSize?: number): Promise<ModelSummary>;
   /**
    * Eval-mode forward passes (forward(), evaluation) run each convolution and the BatchNorm after
    * it as one convolution with folded weights: a copy, recomputed after the weights change, that
@@ -256,19 +260,28 @@ abstract class NativeBackedModel implements Model {
     }
   }
 
-  summary(imageSize = 299): LayerSummary[] {
+  async summary(imageSize = 299): Promise<ModelSummary> {
     if (!Number.isSafeInteger(imageSize) || imageSize < 1 || imageSize > LIMITS.imageSize) {
       throw new ModelError(`imageSize must be an integer from 1 to ${LIMITS.imageSize}; got ${imageSize}`);
     }
-    return this.native((h) => h.summary(imageSize));
+    this.checkNotTraining('summary()');
+    const pass = this.native((h) => h.summary(imageSize));
+    this.inFlight.add(pass);
+    try {
+      return await pass;
+    } catch (error) {
+      throw fromNative(error);
+    } finally {
+      this.inFlight.delete(pass);
+    }
   }
 
   /**
    * Multiply-accumulates of one forward pass of one image in eval mode (convolutions and linear
    * layers, as thop/fvcore count them): Xception 8.36 G and Inception V3 5.71 G at 299x299.
    */
-  multiplyAccumulates(imageSize = 299): number {
-    return this.summary(imageSize).filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0);
+  async multiplyAccumulates(imageSize = 299): Promise<number> {
+    return (await this.summary(imageSize)).macs;
   }
 
   setBatchNormFolding(enabled: boolean): this {

@@ -41,6 +41,15 @@ export interface NativeLayerRow {
   trainingOnly: boolean;
 }
 
+/** A model summary (Network::summarize()): its stages and its totals. */
+export interface NativeSummary {
+  layers: NativeLayerRow[];
+  /** Trainable parameters. */
+  parameters: number;
+  /** Multiply-accumulates of one eval-mode forward pass of one image (training-only stages left out). */
+  macs: number;
+}
+
 /** The C++ model wrapper (native/addon.cpp). */
 export interface NativeModelHandle {
   parameterCount(): number;
@@ -52,7 +61,7 @@ export interface NativeModelHandle {
   to(device: string): void;
   device(): string;
   forward(data: Float32Array, shape: number[]): Promise<{ shape: number[]; data: Float32Array }>;
-  summary(imageSize: number): NativeLayerRow[];
+  summary(imageSize: number): Promise<NativeSummary>;
   minInputSize(): number;
   setFolding(enabled: boolean): void;
   foldingInfo(): NativeFoldingInfo;

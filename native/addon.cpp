@@ -229,57 +229,41 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     });
   }
 
-  // One row per top-level stage: { name, type, outputShape, parameters, macs, trainingOnly }, from a
-  // forward pass of a single zero image in eval mode (the mode is restored afterwards). Stages that
-  // only run in training (Inception's aux head) are run too, to show their shape, and marked.
+  // summary(imageSize) -> Promise<{ layers: [{ name, type, outputShape, parameters, macs,
+  // trainingOnly }], parameters, macs }>: Network::summarize() on a worker thread.
   Napi::Value Summary(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ensure_idle("summarise");
-      Napi::Env env = info.Env();
-      const int64_t size = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : 299;
-      auto& model = net();
-      model.check_input_shape({1, 3, size, size});
-
-      struct Row { std::string name, type; std::vector<int64_t> shape; int64_t params, macs; bool training_only; };
-      std::vector<Row> rows;
-      std::unordered_map<std::string, std::shared_ptr<torch::nn::Module>> children;
-      for (const auto& c : model.named_children()) children.emplace(c.key(), c.value());
-      const auto training_only = model.training_only_stages();
-      xt::MacCounter counter;
-      int64_t counted_so_far = 0;
-      xt::StageRecorder record = [&](const std::string& name, const torch::Tensor& out) {
-        const bool only_training = std::find(training_only.begin(), training_only.end(), name) != training_only.end();
-        Row row{name, name, out.sizes().vec(), 0, counter.total() - counted_so_far, only_training};
-        counted_so_far = counter.total();
-        auto it = children.find(name);
-        if (it != children.end()) {
-          row.type = short_type_name(*it->second);
-          for (const auto& p : it->second->parameters()) row.params += p.numel();
-        }
-        rows.push_back(std::move(row));
-      };
-
-      const bool was_training = model.is_training();
-      model.eval();
-      at::set_num_threads(g_num_threads.load());
-      {
-        torch::NoGradGuard no_grad;
-        model.forward_all(torch::zeros({1, 3, size, size}, torch::TensorOptions().device(device_)), &record);
-      }
-      model.train(was_training);
-
-      auto out = Napi::Array::New(env, rows.size());
-      for (size_t i = 0; i < rows.size(); ++i) {
-        auto o = Napi::Object::New(env);
-        o.Set("name", rows[i].name);
-        o.Set("type", rows[i].type);
-        o.Set("outputShape", js_shape(env, rows[i].shape));
-        o.Set("parameters", Napi::Number::New(env, static_cast<double>(rows[i].params)));
-        o.Set("macs", Napi::Number::New(env, static_cast<double>(rows[i].macs)));
-        o.Set("trainingOnly", rows[i].training_only);
-        out.Set(static_cast<uint32_t>(i), o);
-      }
-      return out;
+      if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("summary expects an image size");
+      const int64_t size = info[0].As<Napi::Number>().Int64Value();
+      net().check_input_shape({1, 3, size, size});
+      auto net = net_;
+      busy_++;  // summarize() switches the model to eval mode and back
+      return AsyncTask::Start(
+          info.Env(),
+          [net, size]() -> AsyncTask::Finish {
+            auto summary = std::make_shared<xt::NetworkSummary>(net->summarize(size));
+            return [summary](Napi::Env env) -> Napi::Value {
+              auto layers = Napi::Array::New(env, summary->stages.size());
+              for (size_t i = 0; i < summary->stages.size(); ++i) {
+                const auto& stage = summary->stages[i];
+                auto o = Napi::Object::New(env);
+                o.Set("name", stage.name);
+                o.Set("type", stage.type);
+                o.Set("outputShape", js_shape(env, stage.output_shape));
+                o.Set("parameters", Napi::Number::New(env, static_cast<double>(stage.parameters)));
+                o.Set("macs", Napi::Number::New(env, static_cast<double>(stage.macs)));
+                o.Set("trainingOnly", stage.training_only);
+                layers.Set(static_cast<uint32_t>(i), o);
+              }
+              auto result = Napi::Object::New(env);
+              result.Set("layers", layers);
+              result.Set("parameters", Napi::Number::New(env, static_cast<double>(summary->parameters)));
+              result.Set("macs", Napi::Number::New(env, static_cast<double>(summary->eval_macs)));
+              return result;
+            };
+          },
+          [this] { busy_--; }, Value());
     });
   }
 

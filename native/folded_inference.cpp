@@ -2,8 +2,6 @@
 
 #include <stdexcept>
 
-#include "network.h"
-
 namespace xt {
 namespace F = torch::nn::functional;
 
@@ -126,16 +124,15 @@ FoldedInference::Scope::Scope(FoldedInference& folding) : table_(folding.current
 
 FoldedInference::Scope::~Scope() { active_table = previous_; }
 
-torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
-  if (active_table) {
-    auto it = active_table->convs.find(conv.get());
-    if (it != active_table->convs.end() && it->second.bn == bn.get()) {
-      auto out = F::conv2d(x, it->second.weight, it->second.options);
-      count_conv_macs(conv->options, out);
-      return out;
-    }
+std::optional<torch::Tensor> run_folded(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
+                                        const std::function<torch::Tensor()>& input) {
+  if (!active_table) return std::nullopt;
+  auto it = active_table->convs.find(&conv);
+  // A model whose forward and declared pairs drifted apart would otherwise run unfolded silently.
+  if (it == active_table->convs.end() || it->second.bn != &bn) {
+    throw std::logic_error("a conv -> BatchNorm pair ran in a folded pass without being declared to folding()");
   }
-  return bn->forward(counted(conv, x));
+  return F::conv2d(input(), it->second.weight, it->second.options);
 }
 
 }  // namespace xt

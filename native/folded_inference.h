@@ -10,8 +10,10 @@
 #include "torch_includes.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -83,8 +85,17 @@ class FoldedInference {
 // on NCHW (measured at 96x96, batch 8, 2 threads); the tensor's own format elsewhere.
 at::MemoryFormat folded_memory_format(const torch::Tensor& x);
 
-// bn(conv(x)): inside a FoldedInference::Scope that holds this pair, one convolution with the
-// folded weights; otherwise the convolution then the BatchNorm module (training, summaries).
-torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
+// Inside a FoldedInference::Scope: the folded convolution of input() (std::logic_error when the
+// pair conv -> bn was never declared). Outside one: nothing, and the caller runs the modules.
+std::optional<torch::Tensor> run_folded(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
+                                        const std::function<torch::Tensor()>& input);
+
+// bn(conv(x)), as one folded convolution in folded eval passes. `conv` and `bn` are module holders
+// (plain or Stage<...>), called as holders otherwise so that summaries see them.
+template <class ConvHolder, class BatchNormHolder>
+torch::Tensor conv_bn(ConvHolder& conv, BatchNormHolder& bn, const torch::Tensor& x) {
+  if (auto folded = run_folded(*conv, *bn, [&] { return x; })) return *folded;
+  return bn(conv(x));
+}
 
 }  // namespace xt

@@ -141,7 +141,7 @@ torch::Tensor InceptionAuxImpl::forward(torch::Tensor x) {
   x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(5).stride(3));
   x = conv1(conv0(x));
   x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions({1, 1}));
-  return counted(fc, torch::flatten(x, 1));
+  return fc(torch::flatten(x, 1));
 }
 
 InceptionV3Impl::InceptionV3Impl(const InceptionV3Options& options) : Network("InceptionV3"), options_(options) {
@@ -203,33 +203,33 @@ torch::Tensor InceptionV3Impl::transform_input(const torch::Tensor& x) const {
   return torch::cat({ch0, ch1, ch2}, 1);
 }
 
-NetworkOutput InceptionV3Impl::forward_impl(torch::Tensor x, const StageRecorder* record) {
+NetworkOutput InceptionV3Impl::forward_impl(torch::Tensor x) {
   if (options_.transform_input) x = transform_input(x);
-  x = record_stage(record, "Conv2d_1a_3x3", Conv2d_1a_3x3(x));  // N x 32 x 149 x 149
-  x = record_stage(record, "Conv2d_2a_3x3", Conv2d_2a_3x3(x));  // N x 32 x 147 x 147
-  x = record_stage(record, "Conv2d_2b_3x3", Conv2d_2b_3x3(x));  // N x 64 x 147 x 147
-  x = record_stage(record, "maxpool1", maxpool1(x));            // N x 64 x 73 x 73
-  x = record_stage(record, "Conv2d_3b_1x1", Conv2d_3b_1x1(x));  // N x 80 x 73 x 73
-  x = record_stage(record, "Conv2d_4a_3x3", Conv2d_4a_3x3(x));  // N x 192 x 71 x 71
-  x = record_stage(record, "maxpool2", maxpool2(x));            // N x 192 x 35 x 35
-  x = record_stage(record, "Mixed_5b", Mixed_5b(x));            // N x 256 x 35 x 35
-  x = record_stage(record, "Mixed_5c", Mixed_5c(x));            // N x 288 x 35 x 35
-  x = record_stage(record, "Mixed_5d", Mixed_5d(x));            // N x 288 x 35 x 35
-  x = record_stage(record, "Mixed_6a", Mixed_6a(x));            // N x 768 x 17 x 17
-  x = record_stage(record, "Mixed_6b", Mixed_6b(x));
-  x = record_stage(record, "Mixed_6c", Mixed_6c(x));
-  x = record_stage(record, "Mixed_6d", Mixed_6d(x));
-  x = record_stage(record, "Mixed_6e", Mixed_6e(x));            // N x 768 x 17 x 17
+  x = Conv2d_1a_3x3(x);  // N x 32 x 149 x 149
+  x = Conv2d_2a_3x3(x);  // N x 32 x 147 x 147
+  x = Conv2d_2b_3x3(x);  // N x 64 x 147 x 147
+  x = maxpool1(x);       // N x 64 x 73 x 73
+  x = Conv2d_3b_1x1(x);  // N x 80 x 73 x 73
+  x = Conv2d_4a_3x3(x);  // N x 192 x 71 x 71
+  x = maxpool2(x);       // N x 192 x 35 x 35
+  x = Mixed_5b(x);       // N x 256 x 35 x 35
+  x = Mixed_5c(x);       // N x 288 x 35 x 35
+  x = Mixed_5d(x);       // N x 288 x 35 x 35
+  x = Mixed_6a(x);       // N x 768 x 17 x 17
+  x = Mixed_6b(x);
+  x = Mixed_6c(x);
+  x = Mixed_6d(x);
+  x = Mixed_6e(x);       // N x 768 x 17 x 17
+  // The aux head runs in training, where its logits feed the loss (and in summaries, to show it).
   torch::Tensor aux;
-  // The aux head runs in training (its logits feed the loss) and for summaries (to show its shape).
-  if (AuxLogits && (is_training() || record)) aux = record_stage(record, "AuxLogits", AuxLogits(x));
+  if (AuxLogits && (is_training() || StageRecording::active())) aux = AuxLogits(x);
   if (!is_training()) aux = torch::Tensor();
-  x = record_stage(record, "Mixed_7a", Mixed_7a(x));            // N x 1280 x 8 x 8
-  x = record_stage(record, "Mixed_7b", Mixed_7b(x));            // N x 2048 x 8 x 8
-  x = record_stage(record, "Mixed_7c", Mixed_7c(x));
-  x = record_stage(record, "avgpool", avgpool(x));              // N x 2048 x 1 x 1
-  x = record_stage(record, "dropout", dropout(x));
-  x = record_stage(record, "fc", counted(fc, torch::flatten(x, 1)));  // N x num_classes
+  x = Mixed_7a(x);       // N x 1280 x 8 x 8
+  x = Mixed_7b(x);       // N x 2048 x 8 x 8
+  x = Mixed_7c(x);
+  x = avgpool(x);        // N x 2048 x 1 x 1
+  x = dropout(x);
+  x = fc(torch::flatten(x, 1));  // N x num_classes
   return {x, aux};
 }
 

@@ -98,25 +98,26 @@ class InceptionV3Impl : public Network {
   std::vector<std::string> training_only_stages() const override { return {"AuxLogits"}; }
 
  protected:
-  NetworkOutput forward_impl(torch::Tensor x, const StageRecorder* record) override;
+  NetworkOutput forward_impl(torch::Tensor x) override;
 
  private:
   void init_weights();
   torch::Tensor transform_input(const torch::Tensor& x) const;
 
   InceptionV3Options options_;
-  BasicConv2d Conv2d_1a_3x3{nullptr}, Conv2d_2a_3x3{nullptr}, Conv2d_2b_3x3{nullptr}, Conv2d_3b_1x1{nullptr},
+  // The top-level stages, in forward order (Stage: summaries see each output).
+  Stage<BasicConv2d> Conv2d_1a_3x3{nullptr}, Conv2d_2a_3x3{nullptr}, Conv2d_2b_3x3{nullptr}, Conv2d_3b_1x1{nullptr},
       Conv2d_4a_3x3{nullptr};
-  torch::nn::MaxPool2d maxpool1{nullptr}, maxpool2{nullptr};
-  InceptionA Mixed_5b{nullptr}, Mixed_5c{nullptr}, Mixed_5d{nullptr};
-  InceptionB Mixed_6a{nullptr};
-  InceptionC Mixed_6b{nullptr}, Mixed_6c{nullptr}, Mixed_6d{nullptr}, Mixed_6e{nullptr};
-  InceptionAux AuxLogits{nullptr};
-  InceptionD Mixed_7a{nullptr};
-  InceptionE Mixed_7b{nullptr}, Mixed_7c{nullptr};
-  torch::nn::AdaptiveAvgPool2d avgpool{nullptr};
-  torch::nn::Dropout dropout{nullptr};
-  torch::nn::Linear fc{nullptr};
+  Stage<torch::nn::MaxPool2d> maxpool1{nullptr}, maxpool2{nullptr};
+  Stage<InceptionA> Mixed_5b{nullptr}, Mixed_5c{nullptr}, Mixed_5d{nullptr};
+  Stage<InceptionB> Mixed_6a{nullptr};
+  Stage<InceptionC> Mixed_6b{nullptr}, Mixed_6c{nullptr}, Mixed_6d{nullptr}, Mixed_6e{nullptr};
+  Stage<InceptionAux> AuxLogits{nullptr};
+  Stage<InceptionD> Mixed_7a{nullptr};
+  Stage<InceptionE> Mixed_7b{nullptr}, Mixed_7c{nullptr};
+  Stage<torch::nn::AdaptiveAvgPool2d> avgpool{nullptr};
+  Stage<torch::nn::Dropout> dropout{nullptr};
+  Stage<torch::nn::Linear> fc{nullptr};
 };
 
 std::shared_ptr<Network> make_inception_v3(const InceptionV3Options& options);

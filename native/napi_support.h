@@ -227,14 +227,6 @@ inline torch::Device parse_device(const std::string& text) {
   return device;
 }
 
-inline std::string short_type_name(const torch::nn::Module& m) {
-  std::string name = m.name();
-  const std::string ns = "torch::nn::";
-  if (name.rfind(ns, 0) == 0) name = name.substr(ns.size());
-  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
-  return name;
-}
-
 // ---- async work -------------------------------------------------------------------------------
 
 // Runs `work` on a libuv worker thread (with libtorch's thread count set there). `work` returns

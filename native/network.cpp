@@ -23,46 +23,17 @@ void collect_state(const torch::nn::Module& module, const std::string& prefix,
 
 }  // namespace
 
-namespace {
-thread_local MacCounter* active_counter = nullptr;
-}  // namespace
-
-MacCounter::MacCounter() : previous_(active_counter) { active_counter = this; }
-MacCounter::~MacCounter() { active_counter = previous_; }
-
-void MacCounter::add(int64_t macs) {
-  if (active_counter) active_counter->total_ += macs;
-}
-
-void count_conv_macs(const torch::nn::detail::ConvNdOptions<2>& o, const torch::Tensor& output) {
-  if (!active_counter) return;
-  const int64_t per_output = (o.in_channels() / o.groups()) * (*o.kernel_size())[0] * (*o.kernel_size())[1];
-  MacCounter::add(output.numel() * per_output);
-}
-
-torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  auto out = conv->forward(x);
-  count_conv_macs(conv->options, out);
-  return out;
-}
-
-torch::Tensor counted(torch::nn::Linear& fc, const torch::Tensor& x) {
-  auto out = fc->forward(x);
-  if (active_counter) MacCounter::add(out.numel() * fc->options.in_features());
-  return out;
-}
-
-NetworkOutput Network::forward_all(torch::Tensor x, const StageRecorder* record) {
+NetworkOutput Network::forward_all(torch::Tensor x) {
   if (is_training()) {
     // BatchNorm's running statistics change in place without moving their version counters.
     folding_.invalidate();
-    return forward_impl(std::move(x), record);
+    return forward_impl(std::move(x));
   }
   // Folded weights carry no gradient to the parameters, and summaries show each BatchNorm as a
   // stage of its own: both run the modules as they are.
-  if (record || at::GradMode::is_enabled() || !folding_.enabled()) return forward_impl(std::move(x), record);
+  if (StageRecording::active() || at::GradMode::is_enabled() || !folding_.enabled()) return forward_impl(std::move(x));
   FoldedInference::Scope folded(folding_);
-  return forward_impl(x.contiguous(folded_memory_format(x)), record);
+  return forward_impl(x.contiguous(folded_memory_format(x)));
 }
 
 void Network::check_input_shape(const std::vector<int64_t>& shape) const {

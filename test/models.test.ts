@@ -187,18 +187,18 @@ describe('lifecycle and devices', () => {
     model.dispose();
   });
 
-  it('counts multiply-accumulates like a forward hook on every conv and linear layer (eval, one image)', () => {
+  it('counts multiply-accumulates like a forward hook on every conv and linear layer (eval, one image)', async () => {
     // Xception at 96: the same formula the published 8.36 G uses (out elements x in/groups x kernel).
     const model = new Xception({ numClasses: 10 });
-    const at299 = model.multiplyAccumulates(299);
+    const at299 = await model.multiplyAccumulates(299);
     expect(Math.abs(at299 / 8.36e9 - 1)).toBeLessThan(0.005);
-    expect(model.multiplyAccumulates(150)).toBeLessThan(at299 / 3);
+    expect(await model.multiplyAccumulates(150)).toBeLessThan(at299 / 3);
     model.dispose();
   });
 
-  it('summary lists every stage with shapes, and its parameters add up to the total', () => {
+  it('summary lists every stage with shapes, and its parameters add up to the total', async () => {
     const model = new InceptionV3({ numClasses: 10 });
-    const rows = model.summary(299);
+    const { layers: rows, parameters, macs } = await model.summary(299);
     const byName = new Map(rows.map((r) => [r.name, r]));
     expect(byName.get('Conv2d_1a_3x3')?.outputShape).toEqual([1, 32, 149, 149]);
     expect(byName.get('Mixed_6e')?.outputShape).toEqual([1, 768, 17, 17]);
@@ -206,8 +206,10 @@ describe('lifecycle and devices', () => {
     expect(byName.get('Mixed_7c')?.outputShape).toEqual([1, 2048, 8, 8]);
     expect(byName.get('fc')?.outputShape).toEqual([1, 10]);
     expect(rows.reduce((n, r) => n + r.parameters, 0)).toBe(model.parameterCount());
+    expect(parameters).toBe(model.parameterCount());
+    expect(macs).toBe(rows.filter((r) => !r.trainingOnly).reduce((n, r) => n + r.macs, 0));
     expect(model.training).toBe(true);  // restored after the eval-mode pass
-    expect(() => model.summary(50)).toThrow(/H, W >= 75/);
+    await expect(model.summary(50)).rejects.toThrow(/H, W >= 75/);
     model.dispose();
   });
 });

@@ -56,14 +56,14 @@ describe('options refused before any work (exit 2, one line)', () => {
     expect(fs.readdirSync(cwd)).toEqual([]);
   });
 
-  it('the Trainer refuses the same values from code', () => {
+  it('the Trainer refuses the same values from code', async () => {
     expect(() => new Trainer(tiny('x', { batchSize: 1 }))).toThrow(/batchSize must be an integer of at least 2/);
     expect(() => new Trainer(tiny('x', { trainLimit: 1 }))).toThrow(/trainLimit must be an integer of at least 2/);
     expect(() => new Trainer(tiny('x', { threads: 5000 }))).toThrow(/threads must be at most/);
     expect(() => new Trainer(tiny('x', { preprocessing: { crop: 100_000 } }))).toThrow(/preprocessing.crop must be at most 2048/);
     expect(() => new Trainer(tiny('x', { synthetic: { trainSize: 1e9 } }))).toThrow(/synthetic.trainSize must be at most/);
     expect(() => new Xception({ middleFlowBlocks: 5000 })).toThrow(/middleFlowBlocks must be an integer from 0 to 64/);
-    expect(() => new Xception().summary(100_000)).toThrow(/imageSize must be an integer from 1 to 2048/);
+    await expect(new Xception().summary(100_000)).rejects.toThrow(/imageSize must be an integer from 1 to 2048/);
   });
 });
 

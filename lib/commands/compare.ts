@@ -152,14 +152,18 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
   if (shared.threads) setNumThreads(shared.threads);
 
   // Counting is quick and checks that each model takes the image size, before anything long starts.
-  const costs = await quitOnInterrupt(async () => runs.map((r) => {
-    try {
-      return modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize);
-    } catch (error) {
-      if (!(error instanceof RangeError)) throw error;
-      throw new UsageError(`--image-size: ${error.message}`);
+  const costs = await quitOnInterrupt(async () => {
+    const counted = [];
+    for (const r of runs) {
+      try {
+        counted.push(await modelCost(r.settings.model, modelOptionsOf(r.settings), r.settings.imageSize));
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+        throw new UsageError(`--image-size: ${error.message}`);
+      }
     }
-  }));
+    return counted;
+  });
   const resolved = resolveTrainerOptions(toTrainerOptions(shared));
   const runtime = runtimeInfo();
   const title = kind === 'models' ? 'Xception vs Inception V3' : `Xception: activation between depthwise and pointwise (${activations.join(', ')})`;
