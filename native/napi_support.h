@@ -343,13 +343,14 @@ inline Napi::Float32Array float32_array(Napi::Env env, const torch::Tensor& t) {
 }
 
 // A model as the trainer sees it: the network, its device, and the counter that keeps the model
-// from being changed while work runs on it (defined in addon.cpp).
+// from being changed while work runs on it (defined in addon_model.cpp).
 struct ModelAccess {
   std::shared_ptr<xt::Network> net;
   torch::Device device;
   std::atomic<int>* busy;
 };
 ModelAccess model_access(const Napi::Value& value);  // throws unless value is a NativeModel
+Napi::Function define_native_model(Napi::Env env);
 
 // Defined in addon_data.cpp.
 Napi::Function define_native_dataset(Napi::Env env);
