@@ -36,6 +36,8 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
       'xception-torch train --model inception_v3 --epochs 20 -b 64 # CIFAR-10 (downloaded once)',
       'xception-torch train --data-dir ~/data --image-size 96 --out runs/x96',
       'xception-torch train --resume --out runs/x96 --epochs 30 # continue, then train on',
+      'xception-torch train -c runs/x96/config.yaml --out runs/x96-again # rerun a run: its options (flags given here win)',
+      'xception-torch train -c run.yaml --seed 1 # options from a YAML or JSON file (batch-size: 64, or batchSize)',
       ...distributedExamples('train'),
     ], TRAIN_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {
@@ -61,6 +63,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
       'xception-torch compare --quick --out runs/cmp # both models on a small synthetic set',
       'xception-torch compare --throughput --image-size 96 -b 8',
       'xception-torch compare --activations none,relu,elu --quick',
+      'xception-torch compare -c runs/cmp/config.yaml --out runs/cmp2 # rerun a comparison with its options',
       ...distributedExamples('compare'),
     ], TRAIN_ENVIRONMENT))
     .action(async (opts, cmd: Command) => {

@@ -226,10 +226,11 @@ describe('xception-torch train and compare (dist/lib/cli.js)', () => {
     expect(readJson<{ argv: string[] }>(path.join(out, 'command.json')).argv).toEqual(args(winner));
     expect(readJson<{ epochs: number; options: { seed: number } }>(path.join(out, 'metrics.json'))).toMatchObject({ epochs: 2, options: { seed: winner } });
     expect(readJson<{ options: { seed: number } }>(path.join(out, 'history.json')).options.seed).toBe(winner);
+    expect(fs.readFileSync(path.join(out, 'config.yaml'), 'utf8')).toContain(`\nseed: ${winner}\n`);
     // One run's files, with one TensorBoard event file.
     const files = fs.readdirSync(out);
     expect(files.filter(isEventFile)).toHaveLength(1);
-    expect(files.filter((f) => !isEventFile(f)).sort()).toEqual(['checkpoints', 'command.json', 'history.csv', 'history.json', 'metrics.json']);
+    expect(files.filter((f) => !isEventFile(f)).sort()).toEqual(['checkpoints', 'command.json', 'config.yaml', 'history.csv', 'history.json', 'metrics.json']);
   }, 300_000);
 
   it("refuses --out '' (exit 2, one line) and writes nothing into the current folder", async () => {

@@ -26,6 +26,8 @@ import { integer, UsageError } from './options';
 import { distributedTrainerOption, launchIfRequested } from './distributed';
 import { ownsRunFolder } from '../distributed/settings';
 import { COMMAND_FILE, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
+import { applyConfigFile } from './config-file';
+import { writeCompareConfig } from './run-config';
 import {
   addTrainOptions, checkDevice, describeSetup, QUICK, readRunMetrics, resolveTrainSettings, savedSettings, toTrainerOptions,
   trainRun, TrainRunOptions, TrainSettings,
@@ -113,10 +115,12 @@ async function quitOnInterrupt<T>(work: () => Promise<T>): Promise<T> {
 }
 
 /** Runs `compare`; resolves with the exit code (0, or 130 after Ctrl-C). */
-export async function runCompare(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+export async function runCompare(parsed: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  // -c FILE: its options under the command line's.
+  const opts = cmd.getOptionValue('config') === undefined ? parsed : applyConfigFile(cmd);
   const mode = modeOf(opts);
   if (opts.json && mode === 'train') throw new UsageError('--json needs --params-only or --throughput (a training comparison writes compare.json to its folder)');
-  if (opts.activations && cmd.getOptionValueSource('activation') === 'cli') throw new UsageError('give either --activation or --activations, not both');
+  checkActivations(opts, cmd);
 
   // --nproc-per-node: this process only starts the workers, each of which runs this command.
   const launched = await launchIfRequested(opts, cmd, {
@@ -189,6 +193,12 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
     const version = packageVersion();
     await writeFileAtomic(path.join(dir, COMMAND_FILE), JSON.stringify({ version, argv, kind, mode, runs } satisfies CompareRecord, null, 2) + '\n');
   }
+  // config.yaml: the options, to rerun the comparison with `compare -c` (each run folder has its own for `train -c`).
+  if (owner) {
+    await writeCompareConfig(dir, {
+      kind, mode, shared, activations, steps: opts.steps as number | undefined, warmup: opts.warmup as number | undefined,
+    }, COMPARE_QUICK);
+  }
 
   const log = !owner ? () => undefined : opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
   log(`comparison folder: ${dir}`);
@@ -213,6 +223,19 @@ async function compareInFolder(dir: string, mode: ComparisonMode, opts: Record<s
     console.log(`\nwrote ${COMPARE_JSON}, ${COMPARE_MD} and ${comparison.figures.length} figures to ${dir}`);
   }
   return 0;
+}
+
+/** --activation and --activations exclude each other; one on the command line sets aside the other from the config file. */
+function checkActivations(opts: Record<string, unknown>, cmd: Command): void {
+  const [one, list] = [cmd.getOptionValueSource('activation'), cmd.getOptionValueSource('activations')];
+  if (!opts.activations || !['cli', 'env', 'config'].includes(one ?? '')) return;
+  // The file's --activation is what each run of an activations comparison overrides anyway.
+  if (one === 'config' && list === 'cli') return;
+  if (one === 'cli' && list === 'config') {
+    cmd.setOptionValueWithSource('activations', undefined, 'default');
+    return;
+  }
+  throw new UsageError('give either --activation or --activations, not both');
 }
 
 /** The runs with their settings: each from the command line over --quick over (resuming) its run or the record. */

@@ -1,7 +1,7 @@
 // `xception-torch train`: options -> TrainerOptions, progress on the terminal, Ctrl-C -> checkpoint.
 //
-// Where each setting comes from, strongest first: the command line, then --quick's presets, then
-// (with --resume) the run being resumed, then the defaults shown by --help.
+// Where each setting comes from, strongest first: the command line, then the config file (-c), then
+// --quick's presets, then (with --resume) the run being resumed, then the defaults shown by --help.
 import { Command, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -19,6 +19,8 @@ import { addDistributedOptions, distributedTrainerOption, launchIfRequested } fr
 import { ownsRunFolder, type DistributedOptions } from '../distributed/settings';
 import { defaultRunDir } from '../trainer';
 import { COMMAND_FILE, CommandRecord, lockRunFolder, readSavedRun, SavedRun } from './run-folder';
+import { addConfigOption, applyConfigFile } from './config-file';
+import { writeTrainConfig } from './run-config';
 import { LIMITS, maxThreads } from '../limits';
 import { fixed } from '../report/format';
 
@@ -94,6 +96,7 @@ export function addTrainOptions(
 ): Command {
   const choice = (flags: string, description: string, choices: readonly string[], fallback: string) =>
     cmd.addOption(new Option(flags, description).choices(choices).default(fallback));
+  addConfigOption(cmd);
   if (o.model ?? true) choice('--model <name>', 'model', MODEL_NAMES, 'xception');
   choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], TRAINER_DEFAULTS.dataset);
   cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
@@ -166,7 +169,8 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
 }
 
 /**
- * Settings from the parsed options. `source(key)` is commander's value source ('cli' when given);
+ * Settings from the parsed options. `source(key)` is commander's value source ('cli' when given,
+ * 'config' from the -c file, which counts as given: it yielded to the command line when merged);
  * `saved` is the run being resumed; `quickPreset` what --quick sets.
  */
 export function resolveTrainSettings(
@@ -177,7 +181,7 @@ export function resolveTrainSettings(
   const rank = new Map<string, number>();
   const s: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
-    const given = source(key) === 'cli' || source(key) === 'env';
+    const given = ['cli', 'env', 'config'].includes(source(key) ?? '');
     const [value, r] = given ? [opts[key], 3]
       : key in quick ? [quick[key as keyof TrainSettings], 2]
         : saved && key in saved ? [saved[key], 1]
@@ -265,10 +269,14 @@ async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettin
     : { version, argv, dataDir: s.dataDir, synthetic: s.synthetic };
   await fs.promises.mkdir(outDir, { recursive: true });
   await writeFileAtomic(path.join(outDir, COMMAND_FILE), JSON.stringify(record, null, 2) + '\n');
+  // config.yaml: the options, which `train -c` reruns (rewritten at each resume).
+  await writeTrainConfig(outDir, s, QUICK);
 }
 
 /** Runs `train`; resolves with the exit code (0, or 130 after Ctrl-C). */
-export async function runTrain(opts: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+export async function runTrain(parsed: Record<string, unknown>, cmd: Command, argv: string[]): Promise<number> {
+  // -c FILE: its options under the command line's.
+  const opts = cmd.getOptionValue('config') === undefined ? parsed : applyConfigFile(cmd);
   // --nproc-per-node: this process only starts the workers, each of which runs this command.
   const launched = await launchIfRequested(opts, cmd, { argv, defaultOut: defaultRunDir(opts.model as string), quickPreset: QUICK });
   if (launched !== undefined) return launched;
