@@ -99,7 +99,7 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
     .option('--middle-blocks <n>', 'Xception: middle-flow blocks', integer(0, LIMITS.middleFlowBlocks), 8)
     .option('--no-aux-logits', 'Inception V3: without the auxiliary classifier')
     .option('--json', 'print JSON instead of a table')
-    .action((opts) => {
+    .action(async (opts) => {
       const name = opts.model as ModelName;
       const model = name === 'xception'
         ? createModel('xception', {
