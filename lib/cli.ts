@@ -3,6 +3,7 @@
 // user's input exit with code 2, other failures with 1, each as one line without a stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import { addCompareOptions, runCompare } from './commands/compare';
+import { DOCTOR_HELP, runDoctor } from './commands/doctor';
 import { addEvaluateOptions, runEvaluate } from './commands/evaluate';
 import { integer, UsageError } from './commands/options';
 import { addPredictOptions, runPredict } from './commands/predict';
@@ -10,11 +11,9 @@ import { addTrainOptions, runTrain } from './commands/train';
 import { ensureCifar10, readCifar10Folder } from './datasets/cifar10';
 import { createModel, MODEL_NAMES, ModelError, ModelName } from './models';
 import { formatSummaryTable } from './report/summary-table';
-import { runtimeInfo, setNumThreads } from './runtime';
 
 import { packageVersion } from './paths';
 import { LIMITS, maxThreads } from './limits';
-import { fixed } from './report/format';
 import { DATA_ENVIRONMENT, distributedExamples, helpFooter, TRAIN_ENVIRONMENT } from './commands/help';
 import { TRAINER_DEFAULTS } from './trainer-options';
 
@@ -124,36 +123,12 @@ function buildProgram(argv: string[], result: { exitCode: number }): Command {
 
   program
     .command('doctor')
-    .description('show the libtorch the addon uses, CUDA/cuDNN availability, CPU threads and the data-parallel backends')
-    .addHelpText('after', helpFooter(['xception-torch doctor', 'xception-torch doctor --json']))
+    .description('show the libtorch the addon uses, CUDA/cuDNN, CPU threads and the data-parallel backends; check the build toolchain, libtorch, the cache and CIFAR-10, proxies, runs/ and the Python reference, each OK or a problem with the command that fixes it (exit code 1 when any problem was found)')
+    .addHelpText('after', DOCTOR_HELP)
     .option('--threads <n>', 'CPU threads to report/use', integer(1, maxThreads()))
-    .option('--json', 'print JSON')
-    .action((opts) => {
-      if (opts.threads) setNumThreads(opts.threads);
-      const info = runtimeInfo();
-      if (opts.json) {
-        console.log(JSON.stringify({ version, node: process.version, ...info }, null, 2));
-        return;
-      }
-      const where = info.libtorch ? `${info.libtorch.prefixPath} (found via ${info.libtorch.source})` : 'unknown (no build/libtorch.json)';
-      const lines: Array<[string, string]> = [
-        ['xception-torch', version],
-        ['Node.js', process.version],
-        ['libtorch', info.libtorchVersion],
-        ['libtorch path', where],
-        ...(info.libtorch?.cxx11Abi === undefined ? [] : [['C++ ABI', info.libtorch.cxx11Abi ? 'cxx11' : 'pre-cxx11'] as [string, string]]),
-        ...(info.libtorch?.cudaToolkit ? [['CUDA toolkit', `${info.libtorch.cudaToolkit.version ?? ''} at ${info.libtorch.cudaToolkit.root} (at build time)`] as [string, string]] : []),
-        ['CUDA', info.cudaAvailable ? `available${info.cudaVersion ? ` (runtime ${info.cudaVersion})` : ''}`
-          : `not available${info.builtWithCuda ? ' (CUDA build, but no GPU is visible)' : ' (CPU-only libtorch)'}`],
-        ['cuDNN', info.cudnnAvailable ? `available${info.cudnnVersion ? ` (${info.cudnnVersion})` : ''}` : 'not available'],
-        ['CUDA devices', String(info.cudaDeviceCount)],
-        ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${fixed(info.gpu.totalMemoryGiB, 1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
-        ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
-        ['Distributed', info.distributedBackends.length ? `c10d: ${info.distributedBackends.join(', ')}` : `not available: ${info.distributedMissing ?? 'no c10d in this build'}`],
-        // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
-        ...info.loadedCudaLibraries.map((file, i): [string, string] => [i === 0 ? 'CUDA libraries' : '', file]),
-      ];
-      for (const [k, v] of lines) console.log(`${k.padEnd(15)} ${v}`);
+    .option('--json', 'print the runtime and the checks as JSON')
+    .action(async (opts) => {
+      result.exitCode = await runDoctor(opts);
     });
 
   program

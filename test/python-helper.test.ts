@@ -10,7 +10,7 @@ it('fails with the install command when the Python interpreter has no torch', ()
   fs.writeFileSync(fake, "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n", { mode: 0o755 });
   try {
     expect(() => requirePythonTorch(fake)).toThrow(
-      /need PyTorch and torchvision in .*python3 \(ModuleNotFoundError: No module named 'torch'\)[\s\S]*sudo apt-get install -y python3-torchvision/,
+      /need PyTorch and torchvision in .*python3 \(ModuleNotFoundError: No module named 'torch'\)[\s\S]*sudo apt-get install -y libtorch-dev python3-torchvision/,
     );
     expect(() => requirePythonTorch(path.join(dir, 'no-such-python'))).toThrow(/ENOENT[\s\S]*XCEPTION_TORCH_PYTHON=/);
   } finally {

@@ -149,8 +149,8 @@ export interface EnsureCifar10Options {
   env?: NodeJS.ProcessEnv;
 }
 
-/** The files of CIFAR-10 that are not in `folder`. */
-function missingFiles(folder: string): string[] {
+/** The files of CIFAR-10 that are not in `folder` (a `cifar-10-batches-bin/`); empty when it is complete. */
+export function missingCifar10Files(folder: string): string[] {
   return ALL_FILES.filter((f) => !isFile(path.join(folder, f)));
 }
 
@@ -187,7 +187,7 @@ export async function ensureCifar10(opts: EnsureCifar10Options = {}): Promise<st
   const lookIn = opts.dataDir !== undefined ? path.resolve(opts.dataDir) : defaultCacheDir(env);
   const found = resolveCifar10Dir(lookIn);
   if (found) {
-    const missing = missingFiles(found);
+    const missing = missingCifar10Files(found);
     if (missing.length > 0) {
       throw new Error(
         `CIFAR-10 folder ${found} is incomplete: ${missing.join(', ')} missing. ` +
@@ -297,7 +297,7 @@ async function fetchCifar10(opts: FetchOptions): Promise<string> {
       });
       await fs.promises.rm(archive, { force: true });
       const folder = path.join(unpacked, CIFAR10_FOLDER);
-      const missing = missingFiles(folder);
+      const missing = missingCifar10Files(folder);
       if (missing.length > 0) {
         throw new Error(`the archive has no ${missing.map((f) => `${CIFAR10_FOLDER}/${f}`).join(', ')}`);
       }
@@ -306,7 +306,7 @@ async function fetchCifar10(opts: FetchOptions): Promise<string> {
         await fs.promises.rename(folder, dest);
       } catch (err) {
         // Another process may have put a complete copy there first; that one is as good.
-        if (!(isDir(dest) && missingFiles(dest).length === 0)) throw err;
+        if (!(isDir(dest) && missingCifar10Files(dest).length === 0)) throw err;
       }
       return dest;
     } finally {

@@ -2,21 +2,21 @@
 // torchvision. Missing PyTorch fails the test with the command that installs it; never a skip.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
+import { checkPythonReferenceSync, PYTHON_REFERENCE_INSTALL, PYTHON_VARIABLE, referencePython } from '../../lib/python-reference';
 
-export const PYTHON = process.env.XCEPTION_TORCH_PYTHON ?? '/usr/bin/python3';
+export const PYTHON = referencePython();
 const ORACLE = path.join(__dirname, '..', 'oracle', 'parity.py');
 
 const checked = new Set<string>();
 
 export function requirePythonTorch(python = PYTHON): void {
   if (checked.has(python)) return;
-  const r = spawnSync(python, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? r.error.message : (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`);
+  const r = checkPythonReferenceSync(python);
+  if (!r.ok) {
     throw new Error(
-      `The parity tests need PyTorch and torchvision in ${python} (${why}).\n` +
-      'Install them with:\n  sudo apt-get install -y python3-torchvision   # Debian/Ubuntu, for /usr/bin/python3\n' +
-      'or use another interpreter that has them:\n  XCEPTION_TORCH_PYTHON=/path/to/python npm test',
+      `The parity tests need PyTorch and torchvision in ${python} (${r.why}).\n` +
+      `Install them with:\n  ${PYTHON_REFERENCE_INSTALL}   # Debian/Ubuntu, for /usr/bin/python3\n` +
+      `or use another interpreter that has them:\n  ${PYTHON_VARIABLE}=/path/to/python npm test`,
     );
   }
   checked.add(python);
