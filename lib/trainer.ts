@@ -3,27 +3,28 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { removeStaleTemporaries, writeFileAtomic } from './atomic-write';
-import { CheckpointError, findCheckpoint, modelFile, readCheckpointState, removeSupersededCheckpoints, STATE_FILE, writeCheckpoint } from './checkpoint';
-import { createSyntheticDataset, loadCifar10, selectImages } from './datasets';
-import type { DatasetSplits, ImageSet } from './datasets';
+import { removeStaleTemporaries } from './atomic-write';
+import { findCheckpoint, modelFile, removeSupersededCheckpoints, writeCheckpoint } from './checkpoint';
+import type { DatasetSplits } from './datasets';
 import { DeviceDataset } from './datasets/device-dataset';
 import { TrainingDivergedError } from './errors';
+import { EvalResult, toEvalResult } from './eval-result';
 import { GradScaler } from './grad-scaler';
-import { LIMITS } from './limits';
 import { createModel, Device, InceptionV3, TrainingJobLease, Xception } from './models';
 import type { LoadWeightsResult } from './weights/load-weights';
 import { native, NativeProcessGroupHandle, NativeTrainerHandle, NativeTrainProgress } from './native';
-import { formatHistoryCsv } from './report/history';
 import { recordBatch, recordEpoch, recordTest } from './report/training-curves';
 import { TensorBoardWriter } from './report/tensorboard';
+import { readResumeCheckpoint } from './resume';
 import type { EpochRecord, RunMeta } from './run-files';
+import { epochRecord, writeHistory, writeMetrics } from './run-records';
 import { withRunLock } from './run-lock';
-import { runtimeInfo, setNumThreads } from './runtime';
+import { setNumThreads } from './runtime';
 import { joinProcessGroup } from './distributed/process-group';
+import { loadTrainingSplits } from './training-data';
 import { resolveTrainerOptions, ResolvedTrainerOptions, TrainerOptions } from './trainer-options';
 
-export type { EpochRecord };
+export type { EpochRecord, EvalResult };
 export type { AmpOption, OptimizerOptions, ResolvedTrainerOptions, TrainerOptions } from './trainer-options';
 export { resolveTrainerOptions, TRAINER_DEFAULTS } from './trainer-options';
 
@@ -34,17 +35,6 @@ export interface History {
   /** True when fit() was stopped (AbortSignal) before the last epoch ended. */
   interrupted: boolean;
   bestEpoch?: number;
-}
-
-export interface EvalResult {
-  split: 'val' | 'test';
-  loss: number;
-  accuracy: number;
-  images: number;
-  classNames: string[];
-  perClassAccuracy: number[];
-  /** confusion[true][predicted] */
-  confusion: number[][];
 }
 
 /** The 'initWeights' event: what the initWeights file gave the model. */
@@ -121,7 +111,7 @@ export class Trainer extends EventEmitter {
     if (o.threads) setNumThreads(o.threads);
     // The model first: what it accepts is checked before the data loads.
     const model = await this.buildModel();
-    const splits = await this.loadSplits();
+    const splits = await loadTrainingSplits(this.options, this.settings);
     // dispose() while the data loaded: build nothing more.
     this.checkNotDisposed();
     const classes = (model.options as { numClasses: number }).numClasses;
@@ -191,35 +181,6 @@ export class Trainer extends EventEmitter {
     return model;
   }
 
-  private async loadSplits(): Promise<DatasetSplits> {
-    const o = this.options;
-    const s = this.settings;
-    let splits: DatasetSplits;
-    if (typeof o.dataset === 'object') splits = o.dataset;
-    else if (o.dataset === 'synthetic') splits = createSyntheticDataset({ seed: s.seed, ...o.synthetic });
-    else splits = await loadCifar10({ dataDir: o.dataDir, valSize: s.valSize, seed: s.seed });
-    const limit = (set: ImageSet, n: number | null) =>
-      n === null || n >= set.count ? set : selectImages(set, Array.from({ length: n }, (_, i) => i));
-    const limited = {
-      ...splits,
-      train: limit(splits.train, s.trainLimit),
-      val: limit(splits.val, s.evalLimit),
-      test: limit(splits.test, s.evalLimit),
-    };
-    // An empty split would give an accuracy computed from nothing (a problem of the data: an Error).
-    const minimum = { train: LIMITS.minTrainBatch, val: 1, test: 1 };
-    for (const split of ['train', 'val', 'test'] as const) {
-      const count = limited[split].count;
-      if (count < minimum[split]) {
-        throw new Error(
-          `the ${split} split of ${splits.name} has ${count} image${count === 1 ? '' : 's'}; it needs at least ${minimum[split]}` +
-            (s.dataset === 'cifar10' ? ' (is a CIFAR-10 batch file empty or truncated?)' : ''),
-        );
-      }
-    }
-    return limited;
-  }
-
   /**
    * Trains for the configured epochs (from the last checkpoint with `resume`), evaluating on the
    * validation split after each epoch and writing history, metrics and checkpoints to outDir.
@@ -264,16 +225,7 @@ export class Trainer extends EventEmitter {
       model: this.settings.model, modelOptions: this.settings.modelOptions, options: { ...this.settings }, history: [], bestValAccuracy: -1,
     };
     if (opts.resume) {
-      const folder = findCheckpoint(checkpoints, 'last');
-      if (!folder) throw new Error(`nothing to resume: no checkpoint in ${checkpoints}`);
-      const saved = await readCheckpointState<RunMeta>(folder);
-      if (saved.meta.model !== meta.model || JSON.stringify(saved.meta.modelOptions) !== JSON.stringify(meta.modelOptions)) {
-        throw new Error(`the checkpoint in ${folder} is of ${saved.meta.model} ${JSON.stringify(saved.meta.modelOptions)}, not of this trainer's model`);
-      }
-      const { nextBatch } = saved.train.position;
-      if (nextBatch >= session.batchesPerEpoch()) {
-        throw new CheckpointError(path.join(folder, STATE_FILE), `train.position.nextBatch must be below the ${session.batchesPerEpoch()} batches of an epoch of this run; got ${nextBatch}`);
-      }
+      const { folder, saved } = await readResumeCheckpoint(checkpoints, meta, session.batchesPerEpoch());
       await model.readWeights(modelFile(folder));
       this.checkNotDisposed();
       session.setState({ ...saved.train, optimizer: saved.optimizer });
@@ -314,19 +266,7 @@ export class Trainer extends EventEmitter {
         }
         const val = await this.evaluateSplit('val');
         this.checkNotDisposed();
-        const record: EpochRecord = {
-          epoch: epoch + 1,
-          trainLoss: result.loss,
-          trainAccuracy: result.accuracy,
-          valLoss: val.loss,
-          valAccuracy: val.accuracy,
-          lr: result.lr,
-          lossScale: result.lossScale,
-          seconds: result.seconds,
-          imagesPerSecond: result.seconds > 0 ? result.images / result.seconds : 0,
-          skippedSteps: result.skippedSteps,
-          ...(this.group ? { exposedCommunicationSeconds: result.exposedCommunicationSeconds } : {}),
-        };
+        const record = epochRecord(epoch, result, val, this.group !== undefined);
         meta.history.push(record);
         const best = val.accuracy > meta.bestValAccuracy;
         if (best) {
@@ -335,11 +275,11 @@ export class Trainer extends EventEmitter {
         }
         // best before last: a kill between the two leaves last at the epoch before, whose resume redoes this one.
         await this.saveCheckpoint(checkpoints, best ? ['best', 'last'] : ['last'], meta);
-        await this.writeHistory(meta);
+        if (owner) await writeHistory(this.outDir, meta);
         if (curves) recordEpoch(curves, record);
         this.emit('epoch', record);
       }
-      await this.writeHistory(meta);
+      if (owner) await writeHistory(this.outDir, meta);
       if (!interrupted) await this.writeMetrics(meta, curves);
     } finally {
       opts.signal?.removeEventListener('abort', stop);
@@ -373,12 +313,7 @@ export class Trainer extends EventEmitter {
     // Data-parallel: each rank evaluates its share of the split with its share of the batch.
     const batchSize = Math.ceil(this.settings.evalBatchSize / this.worldSize);
     const r = await this.session!.evaluate(this.devices.get(split)!.nativeHandle, batchSize, classes);
-    const confusion = Array.from({ length: classes }, (_, i) => Array.from(r.confusion.subarray(i * classes, (i + 1) * classes)));
-    const perClassAccuracy = confusion.map((row, i) => {
-      const total = row.reduce((a, b) => a + b, 0);
-      return total ? row[i] / total : 0;
-    });
-    return { split, loss: r.loss, accuracy: r.accuracy, images: r.images, classNames, perClassAccuracy: perClassAccuracy.slice(0, classNames.length), confusion };
+    return toEvalResult(split, r, classNames, classes);
   }
 
   /** Loads weights (a checkpoint folder or a safetensors file) into the trainer's model. */
@@ -417,37 +352,13 @@ export class Trainer extends EventEmitter {
     }
   }
 
-  private async writeHistory(meta: RunMeta): Promise<void> {
-    if (!this.ownsRunFolder) return;
-    await writeFileAtomic(path.join(this.outDir, 'history.json'), JSON.stringify({ options: meta.options, epochs: meta.history }, null, 2) + '\n');
-    await writeFileAtomic(path.join(this.outDir, 'history.csv'), formatHistoryCsv(meta.history));
-  }
-
   private async writeMetrics(meta: RunMeta, curves: TensorBoardWriter | undefined): Promise<void> {
     const test = await this.evaluateSplit('test');  // on every rank: a collective when data-parallel
     if (!curves || !this.ownsRunFolder) return;
     recordTest(curves, test, meta.history.length);
-    const info = runtimeInfo();
-    const trainingSeconds = meta.history.reduce((s, e) => s + e.seconds, 0);
-    const images = meta.history.reduce((s, e) => s + e.imagesPerSecond * e.seconds, 0);
-    const metrics = {
-      model: meta.model,
-      parameters: this.model!.parameterCount(),
-      testAccuracy: test.accuracy,
-      testLoss: test.loss,
-      trainingSeconds,
-      imagesPerSecond: trainingSeconds > 0 ? images / trainingSeconds : 0,
-      epochs: meta.history.length,
-      bestEpoch: meta.bestEpoch,
-      bestValAccuracy: meta.bestValAccuracy,
-      perClassAccuracy: Object.fromEntries(test.classNames.map((c, i) => [c, test.perClassAccuracy[i]])),
-      options: meta.options,
-      runtime: {
-        libtorch: info.libtorchVersion, device: this.model!.device, cuda: info.cudaAvailable, threads: info.threads, fusedAdam: this.ranFusedAdam,
-        worldSize: this.worldSize, backend: this.settings.distributed?.backend ?? null,
-      },
-    };
-    await writeFileAtomic(path.join(this.outDir, 'metrics.json'), JSON.stringify(metrics, null, 2) + '\n');
+    await writeMetrics(this.outDir, meta, test, this.model!.parameterCount(), {
+      device: this.model!.device, fusedAdam: this.ranFusedAdam, worldSize: this.worldSize, backend: this.settings.distributed?.backend ?? null,
+    });
   }
 
   /**
