@@ -38,9 +38,7 @@ Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const Adam
 #endif
 }
 
-int64_t Adam::steps() const {
-  return fused_ ? static_cast<int64_t>(device_steps_.item<float>()) : steps_;
-}
+int64_t Adam::steps() const { return fused_ ? static_cast<int64_t>(device_steps_.item<float>()) : steps_; }
 
 void Adam::step(double lr, const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
@@ -78,10 +76,12 @@ bool Adam::step_fused(double lr, const torch::Tensor& found_inf) {
   const auto& inf = found_inf.defined() ? found_inf : no_overflow_;
   if (options_.decoupled_weight_decay) {
     at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
-                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
+                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{},
+                      inf);
   } else {
     at::_fused_adam_(params, grads, exp_avgs, exp_avg_sqs, {}, state_steps, lr, options_.beta1, options_.beta2,
-                     options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, inf);
+                     options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{},
+                     inf);
   }
   if (found_inf.defined()) device_steps_.sub_(found_inf.reshape({}));
   return true;
@@ -131,7 +131,8 @@ void Adam::load_state(const std::map<std::string, torch::Tensor>& state, int64_t
       const std::string key = (pair == &exp_avg_ ? "exp_avg." : "exp_avg_sq.") + params_[i].first;
       auto it = state.find(key);
       if (it == state.end()) throw std::invalid_argument("optimizer state has no '" + key + "'");
-      if (it->second.sizes() != (*pair)[i].sizes()) throw std::invalid_argument("optimizer state '" + key + "' has the wrong shape");
+      if (it->second.sizes() != (*pair)[i].sizes())
+        throw std::invalid_argument("optimizer state '" + key + "' has the wrong shape");
       (*pair)[i].copy_(it->second);
     }
   }

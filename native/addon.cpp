@@ -30,7 +30,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("builtWithCuda", built_with_cuda());
     // Versions as libtorch encodes them: CUDA 12040 = 12.4, cuDNN 90100 = 9.1.0.
     if (cuda) o.Set("cudaRuntimeVersion", static_cast<double>(at::globalContext().versionCUDART()));
-    if (cuda && at::globalContext().hasCuDNN()) o.Set("cudnnVersion", static_cast<double>(at::globalContext().versionCuDNN()));
+    if (cuda && at::globalContext().hasCuDNN())
+      o.Set("cudnnVersion", static_cast<double>(at::globalContext().versionCuDNN()));
     if (auto gpu = cuda_device_info(0)) {
       auto g = Napi::Object::New(env);
       g.Set("name", gpu->name);
@@ -72,7 +73,8 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("manualSeed expects a number");
     const double seed = info[0].As<Napi::Number>().DoubleValue();
-    if (seed < 0 || seed != static_cast<double>(static_cast<int64_t>(seed))) throw std::invalid_argument("the seed must be a non-negative integer");
+    if (seed < 0 || seed != static_cast<double>(static_cast<int64_t>(seed)))
+      throw std::invalid_argument("the seed must be a non-negative integer");
     torch::manual_seed(static_cast<uint64_t>(seed));
     return info.Env().Undefined();
   });

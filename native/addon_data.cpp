@@ -11,7 +11,8 @@ namespace {
 std::array<double, 3> triple_option(const Napi::Object& o, const char* key, std::array<double, 3> fallback) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
   auto v = o.Get(key);
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != 3) throw std::invalid_argument(std::string(key) + " must be an array of three numbers");
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != 3)
+    throw std::invalid_argument(std::string(key) + " must be an array of three numbers");
   std::array<double, 3> out{};
   for (uint32_t i = 0; i < 3; ++i) {
     Napi::Value e = v.As<Napi::Array>()[i];
@@ -74,9 +75,11 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       if (shape.size() != 4) throw std::invalid_argument("shape must be [N, C, H, W]");
       if (shape[1] != 3) throw std::invalid_argument("images must have 3 channels");
       if (static_cast<int64_t>(images.ElementLength()) != shape[0] * shape[1] * shape[2] * shape[3]) {
-        throw std::invalid_argument("images hold " + std::to_string(images.ElementLength()) + " bytes, which does not match their shape");
+        throw std::invalid_argument("images hold " + std::to_string(images.ElementLength()) +
+                                    " bytes, which does not match their shape");
       }
-      if (static_cast<int64_t>(labels.ElementLength()) != shape[0]) throw std::invalid_argument("there must be one label per image");
+      if (static_cast<int64_t>(labels.ElementLength()) != shape[0])
+        throw std::invalid_argument("there must be one label per image");
       if (!info[3].IsString()) throw std::invalid_argument("device must be a string");
       const auto device = parse_device(info[3].As<Napi::String>().Utf8Value());
       auto image_tensor = torch::from_blob(images.Data(), shape, torch::kUInt8);
@@ -133,15 +136,19 @@ class NativeDataset : public Napi::ObjectWrap<NativeDataset> {
       bool seeded = false;
       uint64_t seed = 0;
       if (train) {
-        if (info.Length() < 3 || !info[2].IsObject()) throw std::invalid_argument("a training batch needs augmentation: { offsets, flips } or { seed }");
+        if (info.Length() < 3 || !info[2].IsObject())
+          throw std::invalid_argument("a training batch needs augmentation: { offsets, flips } or { seed }");
         auto a = info[2].As<Napi::Object>();
         if (a.Has("seed")) {
           seeded = true;
           seed = static_cast<uint64_t>(int_option(a, "seed", 0));
         } else {
-          auto offsets = typed_array_arg<Napi::Int32Array>(a.Get("offsets"), napi_int32_array, "offsets must be an Int32Array");
-          auto flips = typed_array_arg<Napi::Uint8Array>(a.Get("flips"), napi_uint8_array, "flips must be a Uint8Array");
-          if (static_cast<int64_t>(offsets.ElementLength()) != 2 * n || static_cast<int64_t>(flips.ElementLength()) != n) {
+          auto offsets =
+              typed_array_arg<Napi::Int32Array>(a.Get("offsets"), napi_int32_array, "offsets must be an Int32Array");
+          auto flips =
+              typed_array_arg<Napi::Uint8Array>(a.Get("flips"), napi_uint8_array, "flips must be a Uint8Array");
+          if (static_cast<int64_t>(offsets.ElementLength()) != 2 * n ||
+              static_cast<int64_t>(flips.ElementLength()) != n) {
             throw std::invalid_argument("offsets must hold 2 values and flips 1 value per image");
           }
           augment.offsets = torch::from_blob(offsets.Data(), {n, 2}, torch::kInt).to(torch::kLong);

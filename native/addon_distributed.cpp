@@ -40,7 +40,8 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
   }
 
   static std::shared_ptr<DistributedGroup> of(const Napi::Value& value) {
-    auto* wrapped = unwrap_instance<NativeProcessGroup>(constructor_, value, "a NativeProcessGroup (from createProcessGroup)");
+    auto* wrapped =
+        unwrap_instance<NativeProcessGroup>(constructor_, value, "a NativeProcessGroup (from createProcessGroup)");
     return wrapped->group();
   }
 
@@ -50,23 +51,29 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
     return group_;
   }
 
-  Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), group_ ? group_->rank() : -1); }
+  Napi::Value Rank(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), group_ ? group_->rank() : -1);
+  }
   Napi::Value WorldSize(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), group_ ? group_->world_size() : 0);
   }
-  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), group_ ? group_->backend() : ""); }
+  Napi::Value Backend(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), group_ ? group_->backend() : "");
+  }
 
   // allReduce(values: Float64Array, op: 'sum' | 'max' | 'min') -> Promise<Float64Array>: small
   // agreements between ranks (a decision every rank must take alike).
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto values = typed_array_arg<Napi::Float64Array>(info[0], napi_float64_array, "allReduce(values: Float64Array, op)");
+      auto values =
+          typed_array_arg<Napi::Float64Array>(info[0], napi_float64_array, "allReduce(values: Float64Array, op)");
       const auto op_name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
       ReduceOp op = ReduceOp::Sum;
       if (op_name == "max") op = ReduceOp::Max;
       else if (op_name == "min") op = ReduceOp::Min;
       else if (op_name != "sum") throw std::invalid_argument("op must be 'sum', 'max' or 'min'");
-      auto tensor = torch::from_blob(values.Data(), {static_cast<int64_t>(values.ElementLength())}, torch::kDouble).clone();
+      auto tensor =
+          torch::from_blob(values.Data(), {static_cast<int64_t>(values.ElementLength())}, torch::kDouble).clone();
       auto group = this->group();
       return AsyncTask::Start(info.Env(), [group, tensor, op]() -> AsyncTask::Finish {
         auto on_device = group->backend() == "nccl" ? tensor.to(torch::kCUDA) : tensor;
@@ -129,13 +136,16 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
 // permutation (for the sampler's parity test; training uses the same function).
 Napi::Value ShardIndices(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto order = typed_array_arg<Napi::Int32Array>(info[0], napi_int32_array, "shardIndices(order: Int32Array, rank, worldSize)");
-    if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw std::invalid_argument("shardIndices(order: Int32Array, rank, worldSize)");
+    auto order = typed_array_arg<Napi::Int32Array>(info[0], napi_int32_array,
+                                                   "shardIndices(order: Int32Array, rank, worldSize)");
+    if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber())
+      throw std::invalid_argument("shardIndices(order: Int32Array, rank, worldSize)");
     const int64_t rank = info[1].As<Napi::Number>().Int64Value();
     const int64_t world = info[2].As<Napi::Number>().Int64Value();
     if (world < 1 || rank < 0 || rank >= world) throw std::invalid_argument("the rank must be in [0, worldSize)");
     if (order.ElementLength() == 0) throw std::invalid_argument("the permutation is empty");
-    auto t = torch::from_blob(order.Data(), {static_cast<int64_t>(order.ElementLength())}, torch::kInt).to(torch::kLong);
+    auto t =
+        torch::from_blob(order.Data(), {static_cast<int64_t>(order.ElementLength())}, torch::kInt).to(torch::kLong);
     return typed_array_copy<int32_t>(info.Env(), shard_indices(t, rank, world));
   });
 }

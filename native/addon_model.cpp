@@ -15,39 +15,41 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env) {
     auto constructor = DefineClass(env, "NativeModel",
-                       {
-                           InstanceMethod<&NativeModel::ParameterCount>("parameterCount"),
-                           InstanceMethod<&NativeModel::StateDictInfo>("stateDictInfo"),
-                           InstanceMethod<&NativeModel::GetState>("getState"),
-                           InstanceMethod<&NativeModel::SetState>("setState"),
-                           InstanceMethod<&NativeModel::SetTraining>("setTraining"),
-                           InstanceMethod<&NativeModel::IsTraining>("isTraining"),
-                           InstanceMethod<&NativeModel::To>("to"),
-                           InstanceMethod<&NativeModel::DeviceName>("device"),
-                           InstanceMethod<&NativeModel::Forward>("forward"),
-                           InstanceMethod<&NativeModel::Summary>("summary"),
-                           InstanceMethod<&NativeModel::MinInputSize>("minInputSize"),
-                           InstanceMethod<&NativeModel::SetFolding>("setFolding"),
-                           InstanceMethod<&NativeModel::FoldingInfo>("foldingInfo"),
-                           InstanceMethod<&NativeModel::Dispose>("dispose"),
-                       });
+                                   {
+                                       InstanceMethod<&NativeModel::ParameterCount>("parameterCount"),
+                                       InstanceMethod<&NativeModel::StateDictInfo>("stateDictInfo"),
+                                       InstanceMethod<&NativeModel::GetState>("getState"),
+                                       InstanceMethod<&NativeModel::SetState>("setState"),
+                                       InstanceMethod<&NativeModel::SetTraining>("setTraining"),
+                                       InstanceMethod<&NativeModel::IsTraining>("isTraining"),
+                                       InstanceMethod<&NativeModel::To>("to"),
+                                       InstanceMethod<&NativeModel::DeviceName>("device"),
+                                       InstanceMethod<&NativeModel::Forward>("forward"),
+                                       InstanceMethod<&NativeModel::Summary>("summary"),
+                                       InstanceMethod<&NativeModel::MinInputSize>("minInputSize"),
+                                       InstanceMethod<&NativeModel::SetFolding>("setFolding"),
+                                       InstanceMethod<&NativeModel::FoldingInfo>("foldingInfo"),
+                                       InstanceMethod<&NativeModel::Dispose>("dispose"),
+                                   });
     constructor_ = Napi::Persistent(constructor);
     return constructor;
   }
 
-  static NativeModel* from(const Napi::Value& value) { return unwrap_instance<NativeModel>(constructor_, value, "a model"); }
+  static NativeModel* from(const Napi::Value& value) {
+    return unwrap_instance<NativeModel>(constructor_, value, "a model");
+  }
 
   ModelAccess access() {
     if (!net_) throw std::runtime_error("this model was disposed");
     return ModelAccess{net_, device_, &busy_};
   }
 
-
   NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
     guarded(info.Env(), [&] {
       if (info.Length() < 1 || !info[0].IsString()) throw std::invalid_argument("model name must be a string");
       const std::string name = info[0].As<Napi::String>().Utf8Value();
-      Napi::Object options = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
+      Napi::Object options =
+          info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
       if (name == "xception") {
         xt::XceptionOptions o;
         o.num_classes = int_option(options, "numClasses", o.num_classes);
@@ -59,7 +61,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         else if (act == "elu") o.intermediate_activation = xt::IntermediateActivation::ELU;
         else throw std::invalid_argument("intermediateActivation must be 'none', 'relu' or 'elu'; got '" + act + "'");
         const auto variant = string_option(options, "variant", "paper");
-        if (variant != "paper" && variant != "notebook") throw std::invalid_argument("variant must be 'paper' or 'notebook'; got '" + variant + "'");
+        if (variant != "paper" && variant != "notebook")
+          throw std::invalid_argument("variant must be 'paper' or 'notebook'; got '" + variant + "'");
         o.notebook_variant = variant == "notebook";
         net_ = xt::make_xception(o);
       } else if (name == "inception_v3") {
@@ -92,7 +95,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value ParameterCount(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(net().parameter_count())); });
+    return guarded(info.Env(),
+                   [&] { return Napi::Number::New(info.Env(), static_cast<double>(net().parameter_count())); });
   }
 
   Napi::Value StateDictInfo(const Napi::CallbackInfo& info) {
@@ -118,7 +122,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       Napi::Env env = info.Env();
       auto entries = net().state_dict();
       auto out = Napi::Array::New(env, entries.size());
-      for (size_t i = 0; i < entries.size(); ++i) out.Set(static_cast<uint32_t>(i), tensor_object(env, entries[i].first, entries[i].second));
+      for (size_t i = 0; i < entries.size(); ++i)
+        out.Set(static_cast<uint32_t>(i), tensor_object(env, entries[i].first, entries[i].second));
       return out;
     });
   }
@@ -133,7 +138,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       std::unordered_map<std::string, torch::Tensor> state;
       for (auto& kv : net().state_dict()) state.emplace(kv.first, kv.second);
 
-      struct Pending { torch::Tensor target; torch::Tensor source; };
+      struct Pending {
+        torch::Tensor target;
+        torch::Tensor source;
+      };
       std::vector<Pending> pending;
       for (uint32_t i = 0; i < entries.Length(); ++i) {
         Napi::Value item = entries[i];
@@ -144,7 +152,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         if (it == state.end()) throw std::invalid_argument("unexpected key '" + name + "' for " + net().display_name());
         const auto type = scalar_type_of(string_option(o, "dtype", ""));
         const auto shape = shape_of(o.Get("shape"));
-        if (!o.Get("data").IsTypedArray()) throw std::invalid_argument("setState: data of '" + name + "' must be a Uint8Array");
+        if (!o.Get("data").IsTypedArray())
+          throw std::invalid_argument("setState: data of '" + name + "' must be a Uint8Array");
         auto data = o.Get("data").As<Napi::Uint8Array>();
         const auto expected = it->second.sizes();
         if (!std::equal(shape.begin(), shape.end(), expected.begin(), expected.end())) {
@@ -194,7 +203,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value MinInputSize(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(net().min_input_size())); });
+    return guarded(info.Env(),
+                   [&] { return Napi::Number::New(info.Env(), static_cast<double>(net().min_input_size())); });
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info);

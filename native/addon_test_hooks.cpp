@@ -14,7 +14,8 @@ namespace xt::napi {
 namespace {
 
 std::vector<torch::Tensor> float_tensors(const Napi::Value& value, const char* what) {
-  if (!value.IsArray()) throw std::invalid_argument(std::string(what) + " must be an array of { shape, data: Float32Array }");
+  if (!value.IsArray())
+    throw std::invalid_argument(std::string(what) + " must be an array of { shape, data: Float32Array }");
   auto list = value.As<Napi::Array>();
   std::vector<torch::Tensor> out;
   for (uint32_t i = 0; i < list.Length(); ++i) {
@@ -26,7 +27,8 @@ std::vector<torch::Tensor> float_tensors(const Napi::Value& value, const char* w
     auto data = o.Get("data").As<Napi::Float32Array>();
     int64_t numel = 1;
     for (auto d : shape) numel *= d;
-    if (numel != static_cast<int64_t>(data.ElementLength())) throw std::invalid_argument(std::string(what) + ": data does not match shape");
+    if (numel != static_cast<int64_t>(data.ElementLength()))
+      throw std::invalid_argument(std::string(what) + ": data does not match shape");
     out.push_back(torch::from_blob(data.Data(), shape, torch::kFloat).clone());
   }
   return out;
@@ -80,7 +82,8 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
     adam.load_state(state, int_option(o, "steps", 0));
     adam.step(options.lr);
     std::vector<torch::Tensor> new_avg, new_avg_sq;
-    for (const auto& kv : adam.state()) (kv.first.rfind("exp_avg_sq.", 0) == 0 ? new_avg_sq : new_avg).push_back(kv.second);
+    for (const auto& kv : adam.state())
+      (kv.first.rfind("exp_avg_sq.", 0) == 0 ? new_avg_sq : new_avg).push_back(kv.second);
     Napi::Env env = info.Env();
     auto out = Napi::Object::New(env);
     out.Set("params", float_list(env, params));

@@ -32,11 +32,13 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   // new NativeTrainer(model: NativeModel, train: NativeDataset, config)
   NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
     guarded(info.Env(), [&] {
-      if (info.Length() < 3 || !info[2].IsObject()) throw std::invalid_argument("NativeTrainer(model, trainDataset, config)");
+      if (info.Length() < 3 || !info[2].IsObject())
+        throw std::invalid_argument("NativeTrainer(model, trainDataset, config)");
       auto model = model_access(info[0]);
       train_ = image_store_of(info[1]);
       if (train_->device() != model.device) {
-        throw std::invalid_argument("the dataset is on " + train_->device().str() + " but the model is on " + model.device.str());
+        throw std::invalid_argument("the dataset is on " + train_->device().str() + " but the model is on " +
+                                    model.device.str());
       }
       model_ = Napi::Persistent(info[0].As<Napi::Object>());
       busy_ = model.busy;
@@ -44,7 +46,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       auto config = info[2].As<Napi::Object>();
       std::shared_ptr<DistributedGroup> group;
       if (config.Has("group") && !config.Get("group").IsUndefined()) group = process_group_of(config.Get("group"));
-      session_ = std::make_shared<TrainingSession>(model.net, train_config_of(config), model.device, train_->size(), group);
+      session_ =
+          std::make_shared<TrainingSession>(model.net, train_config_of(config), model.device, train_->size(), group);
       // The optimizer's moments: two tensors the size of each trained parameter.
       memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(session_->optimizer().state()));
     });
@@ -69,8 +72,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
   void begin_work() {
     session();  // throws once disposed
-    if (running_) throw std::runtime_error("this trainer is already running: await the current epoch or evaluation first");
-    if (busy_->load() > 0) throw std::runtime_error("the model is busy with another job: one training job per model at a time");
+    if (running_)
+      throw std::runtime_error("this trainer is already running: await the current epoch or evaluation first");
+    if (busy_->load() > 0)
+      throw std::runtime_error("the model is busy with another job: one training job per model at a time");
     running_ = true;
     (*busy_)++;
     stop_ = false;
@@ -141,7 +146,9 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto data = image_store_of(info[0]);
-      if (data->device() != device_) throw std::invalid_argument("the dataset is on " + data->device().str() + " but the model is on " + device_.str());
+      if (data->device() != device_)
+        throw std::invalid_argument("the dataset is on " + data->device().str() + " but the model is on " +
+                                    device_.str());
       const int64_t batch_size = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 128;
       const int64_t classes = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 10;
       if (batch_size < 1 || classes < 1) throw std::invalid_argument("batchSize and numClasses must be positive");
@@ -165,7 +172,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   }
 
   Napi::Value BatchesPerEpoch(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(session().batches_per_epoch())); });
+    return guarded(info.Env(),
+                   [&] { return Napi::Number::New(info.Env(), static_cast<double>(session().batches_per_epoch())); });
   }
 
   // epochIndices(epoch) -> Int32Array: this rank's training images of that epoch, in order.
@@ -204,7 +212,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       auto o = counters_object(env);
       auto state = session().optimizer().state();
       auto tensors = Napi::Array::New(env, state.size());
-      for (size_t i = 0; i < state.size(); ++i) tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second));
+      for (size_t i = 0; i < state.size(); ++i)
+        tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second));
       o.Set("optimizer", tensors);
       return o;
     });
@@ -222,13 +231,15 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       for (uint32_t i = 0; i < list.Length(); ++i) {
         if (!list.Get(i).IsObject()) throw std::invalid_argument("setState: each optimizer tensor must be an object");
         auto e = list.Get(i).As<Napi::Object>();
-        auto data = typed_array_arg<Napi::Uint8Array>(e.Get("data"), napi_uint8_array, "setState: optimizer tensor data must be a Uint8Array");
+        auto data = typed_array_arg<Napi::Uint8Array>(e.Get("data"), napi_uint8_array,
+                                                      "setState: optimizer tensor data must be a Uint8Array");
         const auto type = scalar_type_of(string_option(e, "dtype", ""));
         const auto shape = shape_of(e.Get("shape"));
         int64_t numel = 1;
         for (auto d : shape) numel *= d;
         if (static_cast<int64_t>(data.ByteLength()) != numel * static_cast<int64_t>(c10::elementSize(type))) {
-          throw std::invalid_argument("optimizer tensor '" + string_option(e, "name", "") + "' has the wrong byte length");
+          throw std::invalid_argument("optimizer tensor '" + string_option(e, "name", "") +
+                                      "' has the wrong byte length");
         }
         tensors[string_option(e, "name", "")] =
             torch::from_blob(data.Data(), shape, torch::TensorOptions().dtype(type)).to(device_, torch::kFloat);
@@ -242,7 +253,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       const int64_t growth_tracker = int_option(s, "growthTracker", 0), skipped = int_option(s, "skippedSteps", 0);
       const int64_t steps = int_option(o, "optimizerSteps", 0);
       if (!(scale > 0) || !std::isfinite(scale) || growth_tracker < 0 || skipped < 0 || steps < 0) {
-        throw std::invalid_argument("setState: the scaler state and optimizerSteps must be finite and non-negative (scale > 0)");
+        throw std::invalid_argument(
+            "setState: the scaler state and optimizerSteps must be finite and non-negative (scale > 0)");
       }
       session().optimizer().load_state(tensors, steps);
       session().scaler().set_state(scale, growth_tracker, skipped);
@@ -269,7 +281,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto model = model_access(info[0]);
-    if (info.Length() < 2 || !info[1].IsObject()) throw std::invalid_argument("benchmarkSteps(model, { batch, size, warmup, steps, train })");
+    if (info.Length() < 2 || !info[1].IsObject())
+      throw std::invalid_argument("benchmarkSteps(model, { batch, size, warmup, steps, train })");
     auto o = info[1].As<Napi::Object>();
     const int64_t batch = int_option(o, "batch", 8);
     BenchmarkOptions options;
@@ -277,14 +290,16 @@ Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
     options.warmup = int_option(o, "warmup", options.warmup);
     options.steps = int_option(o, "steps", options.steps);
     options.train = bool_option(o, "train", options.train);
-    if (batch < 2 || options.steps < 1 || options.warmup < 0) throw std::invalid_argument("batch must be at least 2, steps positive, warmup >= 0");
+    if (batch < 2 || options.steps < 1 || options.warmup < 0)
+      throw std::invalid_argument("batch must be at least 2, steps positive, warmup >= 0");
     TrainConfig config;
     config.batch_size = batch;
     config.amp = amp_of(string_option(o, "amp", "off"));
     config.scaler.enabled = config.amp == AmpMode::FP16;
     config.channels_last = bool_option(o, "channelsLast", false);
     model.net->check_input_shape({batch, 3, options.image_size, options.image_size});
-    if (config.amp == AmpMode::FP16 && model.device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
+    if (config.amp == AmpMode::FP16 && model.device.is_cpu())
+      throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
     if (model.busy->load() > 0) throw std::runtime_error("the model is busy with another job");
     (*model.busy)++;
     auto* busy = model.busy;

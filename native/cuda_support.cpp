@@ -41,7 +41,8 @@ std::optional<CudaMemoryStats> cuda_memory_stats(int device) {
 }
 
 void reset_cuda_peak_memory(int device) {
-  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  if (torch::cuda::is_available())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
 }
 
 #else

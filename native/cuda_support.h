@@ -1,5 +1,5 @@
-// What only a CUDA build of libtorch can answer: the GPU's name and memory, and the caching allocator's peak memory (torch.cuda.max_memory_allocated). In a CPU
-// build every function answers "not available" rather than failing.
+// What only a CUDA build of libtorch can answer: the GPU's name and memory, and the caching allocator's peak memory
+// (torch.cuda.max_memory_allocated). In a CPU build every function answers "not available" rather than failing.
 #pragma once
 
 #include <cstdint>

@@ -22,8 +22,8 @@ void Preprocessing::validate(int64_t image_size) const {
                                 std::to_string(train_resize) + ")");
   }
   if (crop > eval_resize) {
-    throw std::invalid_argument("the crop (" + std::to_string(crop) + ") cannot be larger than the evaluation resize (" +
-                                std::to_string(eval_resize) + ")");
+    throw std::invalid_argument("the crop (" + std::to_string(crop) +
+                                ") cannot be larger than the evaluation resize (" + std::to_string(eval_resize) + ")");
   }
   for (double s : std) {
     if (!(s > 0)) throw std::invalid_argument("std must hold three positive numbers");
@@ -31,8 +31,7 @@ void Preprocessing::validate(int64_t image_size) const {
   if (image_size < 1) throw std::invalid_argument("the dataset has no pixels");
 }
 
-ImageStore::ImageStore(torch::Tensor images, torch::Tensor labels, torch::Device device)
-    : device_(device) {
+ImageStore::ImageStore(torch::Tensor images, torch::Tensor labels, torch::Device device) : device_(device) {
   if (images.dim() != 4 || images.scalar_type() != torch::kUInt8) {
     throw std::invalid_argument("images must be uint8 [N, C, H, W]");
   }
@@ -54,10 +53,9 @@ namespace {
 // integers happens after the crop, which commutes with it.
 torch::Tensor resize_float(torch::Tensor x, int64_t size) {
   if (size == x.size(-1)) return x;
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .size(std::vector<int64_t>{size, size})
-                               .mode(torch::kBilinear)
-                               .align_corners(false));
+  return F::interpolate(
+      x,
+      F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size}).mode(torch::kBilinear).align_corners(false));
 }
 
 // Round half to even (torch.round) for 0 <= v < 2^23: adding and subtracting 2^23 leaves the
@@ -80,7 +78,8 @@ torch::Tensor normalise_(torch::Tensor x, const torch::Tensor& mean, const torch
 torch::Tensor ImageStore::assemble(const torch::Tensor& indices, int64_t resize, const torch::Tensor& offsets,
                                    const torch::Tensor& flips, const Preprocessing& p) const {
   if (p.strategy == Preprocessing::Strategy::PerImage && !device_.is_cpu()) {
-    throw std::invalid_argument("the 'per-image' strategy runs on the CPU only; use 'batched' or 'auto' on " + device_.str());
+    throw std::invalid_argument("the 'per-image' strategy runs on the CPU only; use 'batched' or 'auto' on " +
+                                device_.str());
   }
   const bool per_image = p.strategy == Preprocessing::Strategy::PerImage ||
                          (p.strategy == Preprocessing::Strategy::Auto && device_.is_cpu());
@@ -134,13 +133,16 @@ torch::Tensor ImageStore::assemble_batched(const torch::Tensor& indices, int64_t
   const int64_t batch = indices.size(0);
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device_);
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
-  auto mean = to_device(torch::tensor({p.mean[0], p.mean[1], p.mean[2]}, torch::kDouble), device_, torch::kFloat).view({1, 3, 1, 1});
-  auto std = to_device(torch::tensor({p.std[0], p.std[1], p.std[2]}, torch::kDouble), device_, torch::kFloat).view({1, 3, 1, 1});
+  auto mean = to_device(torch::tensor({p.mean[0], p.mean[1], p.mean[2]}, torch::kDouble), device_, torch::kFloat)
+                  .view({1, 3, 1, 1});
+  auto std = to_device(torch::tensor({p.std[0], p.std[1], p.std[2]}, torch::kDouble), device_, torch::kFloat)
+                 .view({1, 3, 1, 1});
   auto x = resize_float(images_.index_select(0, to_device(indices, device_, torch::kLong)).to(torch::kFloat), resize);
   auto off = to_device(offsets, device_, torch::kLong);
   auto steps = torch::arange(p.crop, long_opts);
   auto rows = off.index({Slice(), Slice(0, 1)}) + steps;  // [B, crop]
-  auto cols = off.index({Slice(), Slice(1, 2)}) + torch::where(to_device(flips, device_, torch::kBool).view({-1, 1}), steps.flip(0), steps);
+  auto cols = off.index({Slice(), Slice(1, 2)}) +
+              torch::where(to_device(flips, device_, torch::kBool).view({-1, 1}), steps.flip(0), steps);
   auto b = torch::arange(batch, long_opts).view({-1, 1, 1});
   // Advanced indexing puts the broadcast [B, crop, crop] first and the channel slice last.
   x = x.index({b, Slice(), rows.view({batch, p.crop, 1}), cols.view({batch, 1, p.crop})});
@@ -151,10 +153,12 @@ torch::Tensor ImageStore::eval_batch(const torch::Tensor& indices, const Preproc
   // torchvision's CenterCrop: offsets round((size - crop) / 2), Python rounding (half to even).
   const auto offset = static_cast<int64_t>(std::nearbyint((p.eval_resize - p.crop) / 2.0));
   const int64_t batch = indices.size(0);
-  return assemble(indices, p.eval_resize, torch::full({batch, 2}, offset, torch::kLong), torch::zeros({batch}, torch::kBool), p);
+  return assemble(indices, p.eval_resize, torch::full({batch, 2}, offset, torch::kLong),
+                  torch::zeros({batch}, torch::kBool), p);
 }
 
-torch::Tensor ImageStore::train_batch(const torch::Tensor& indices, const Preprocessing& p, const Augmentation& a) const {
+torch::Tensor ImageStore::train_batch(const torch::Tensor& indices, const Preprocessing& p,
+                                      const Augmentation& a) const {
   const int64_t batch = indices.size(0);
   if (a.offsets.sizes() != torch::IntArrayRef({batch, 2}) || a.flips.sizes() != torch::IntArrayRef({batch})) {
     throw std::invalid_argument("augmentation needs offsets [B, 2] and flips [B]");

@@ -149,7 +149,9 @@ class C10dGroup final : public DistributedGroup {
   void barrier() override {
     try {
       // A barrier is an all-reduce of one number here: the same matching on every backend.
-      auto flag = torch::zeros({1}, torch::TensorOptions().device(cuda_tensors_ ? torch::Device(torch::kCUDA, current_cuda_index()) : torch::Device(torch::kCPU)));
+      auto flag = torch::zeros(
+          {1}, torch::TensorOptions().device(cuda_tensors_ ? torch::Device(torch::kCUDA, current_cuda_index())
+                                                           : torch::Device(torch::kCPU)));
       all_reduce(flag);
     } catch (...) {
       fail("barrier");

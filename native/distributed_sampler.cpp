@@ -19,7 +19,8 @@ int64_t ShardPlan::rank_batch_size(int64_t b) const {
 }
 
 void ShardPlan::validate() const {
-  if (world_size < 1 || rank < 0 || rank >= world_size) throw std::invalid_argument("the rank must be in [0, world size)");
+  if (world_size < 1 || rank < 0 || rank >= world_size)
+    throw std::invalid_argument("the rank must be in [0, world size)");
   if (global_batch < 1) throw std::invalid_argument("the batch size must be positive");
   if (global_batch % world_size != 0) {
     throw std::invalid_argument("the batch size (" + std::to_string(global_batch) + ") must divide evenly across the " +

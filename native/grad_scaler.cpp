@@ -15,7 +15,8 @@ constexpr bool kCpuAmpKernels = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR 
 GradScaler::GradScaler(const GradScalerOptions& options, torch::Device device) : options_(options) {
   if (!(options.init_scale > 0)) throw std::invalid_argument("GradScaler init_scale must be positive");
   if (!(options.growth_factor > 1)) throw std::invalid_argument("GradScaler growth_factor must be greater than 1");
-  if (!(options.backoff_factor > 0 && options.backoff_factor < 1)) throw std::invalid_argument("GradScaler backoff_factor must be in (0, 1)");
+  if (!(options.backoff_factor > 0 && options.backoff_factor < 1))
+    throw std::invalid_argument("GradScaler backoff_factor must be in (0, 1)");
   if (options.growth_interval < 1) throw std::invalid_argument("GradScaler growth_interval must be a positive integer");
   auto f = torch::TensorOptions().dtype(torch::kFloat).device(device);
   scale_ = torch::full({1}, options.init_scale, f);
@@ -24,9 +25,7 @@ GradScaler::GradScaler(const GradScalerOptions& options, torch::Device device) :
   skipped_steps_ = torch::zeros({1}, f);
 }
 
-torch::Tensor GradScaler::scale(const torch::Tensor& loss) const {
-  return options_.enabled ? loss * scale_ : loss;
-}
+torch::Tensor GradScaler::scale(const torch::Tensor& loss) const { return options_.enabled ? loss * scale_ : loss; }
 
 void GradScaler::unscale(const std::vector<torch::Tensor>& grads) {
   if (!options_.enabled || grads.empty()) return;

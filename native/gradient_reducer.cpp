@@ -76,7 +76,8 @@ void GradientReducer::prepare() {
 
 void GradientReducer::on_gradient(int64_t index, const torch::Tensor& grad) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (has_grad_[index]) throw std::logic_error("a parameter received two gradients in one backward; DDP does not support that either");
+  if (has_grad_[index])
+    throw std::logic_error("a parameter received two gradients in one backward; DDP does not support that either");
   const auto& slot = slots_[index];
   auto& bucket = buckets_[slot.bucket];
   torch::NoGradGuard no_grad;

@@ -36,7 +36,8 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in_channels, int64_t out_channels, torc
                                  torch::ExpandingArray<2> stride, torch::ExpandingArray<2> padding)
     : torch::nn::Module("BasicConv2d") {
   conv = register_module(
-      "conv", nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, kernel).stride(stride).padding(padding).bias(false)));
+      "conv",
+      nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, kernel).stride(stride).padding(padding).bias(false)));
   bn = register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out_channels).eps(0.001)));
 }
 
@@ -145,7 +146,7 @@ torch::Tensor InceptionAuxImpl::forward(torch::Tensor x) {
 }
 
 InceptionV3Impl::InceptionV3Impl(const InceptionV3Options& options) : Network("InceptionV3"), options_(options) {
-  if (options.num_classes < 1) throw std::invalid_argument("numClasses must be a positive integer");
+  if (options.num_classes < 1) throw std::invalid_argument("num_classes must be >= 1");
   if (options.dropout < 0 || options.dropout >= 1) throw std::invalid_argument("dropout must be in [0, 1)");
   Conv2d_1a_3x3 = register_module("Conv2d_1a_3x3", BasicConv2d(3, 32, 3, 2));
   Conv2d_2a_3x3 = register_module("Conv2d_2a_3x3", BasicConv2d(32, 32, 3));
@@ -219,15 +220,15 @@ NetworkOutput InceptionV3Impl::forward_impl(torch::Tensor x) {
   x = Mixed_6b(x);
   x = Mixed_6c(x);
   x = Mixed_6d(x);
-  x = Mixed_6e(x);       // N x 768 x 17 x 17
+  x = Mixed_6e(x);  // N x 768 x 17 x 17
   // The aux head runs in training, where its logits feed the loss (and in summaries, to show it).
   torch::Tensor aux;
   if (AuxLogits && (is_training() || StageRecording::active())) aux = AuxLogits(x);
   if (!is_training()) aux = torch::Tensor();
-  x = Mixed_7a(x);       // N x 1280 x 8 x 8
-  x = Mixed_7b(x);       // N x 2048 x 8 x 8
+  x = Mixed_7a(x);  // N x 1280 x 8 x 8
+  x = Mixed_7b(x);  // N x 2048 x 8 x 8
   x = Mixed_7c(x);
-  x = avgpool(x);        // N x 2048 x 1 x 1
+  x = avgpool(x);  // N x 2048 x 1 x 1
   x = dropout(x);
   x = fc(torch::flatten(x, 1));  // N x num_classes
   return {x, aux};

@@ -22,7 +22,6 @@
 
 namespace xt::napi {
 
-
 // ---- errors -------------------------------------------------------------------------------
 
 // User-facing text of an exception: c10 errors without their C++ backtrace.
@@ -51,7 +50,8 @@ inline NativeFailure failure_of_current_exception() {
   } catch (const std::exception& e) {
     // libtorch's CPU allocator reports a failed allocation as a plain c10::Error.
     const auto message = message_of(e);
-    if (message.find("not enough memory") != std::string::npos || message.find("can't allocate memory") != std::string::npos) {
+    if (message.find("not enough memory") != std::string::npos ||
+        message.find("can't allocate memory") != std::string::npos) {
       return {ErrorKind::OutOfMemory, message};
     }
     return {ErrorKind::Runtime, message};
@@ -61,7 +61,8 @@ inline NativeFailure failure_of_current_exception() {
 }
 
 inline Napi::Error js_error(Napi::Env env, const NativeFailure& f) {
-  auto error = f.kind == ErrorKind::InvalidArgument ? Napi::RangeError::New(env, f.message) : Napi::Error::New(env, f.message);
+  auto error =
+      f.kind == ErrorKind::InvalidArgument ? Napi::RangeError::New(env, f.message) : Napi::Error::New(env, f.message);
   const char* code = f.kind == ErrorKind::InvalidArgument ? "XT_INVALID_ARGUMENT"
                      : f.kind == ErrorKind::OutOfMemory   ? "XT_OUT_OF_MEMORY"
                                                           : "XT_RUNTIME";
@@ -115,7 +116,8 @@ inline int64_t int_option(const Napi::Object& o, const char* key, int64_t fallba
   auto v = o.Get(key);
   if (!v.IsNumber()) throw std::invalid_argument(std::string(key) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d))) throw std::invalid_argument(std::string(key) + " must be an integer");
+  if (d != static_cast<double>(static_cast<int64_t>(d)))
+    throw std::invalid_argument(std::string(key) + " must be an integer");
   return static_cast<int64_t>(d);
 }
 
@@ -165,7 +167,8 @@ inline std::vector<int64_t> shape_of(const Napi::Value& value) {
 
 inline Napi::Array js_shape(Napi::Env env, at::IntArrayRef sizes) {
   auto arr = Napi::Array::New(env, sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
+  for (size_t i = 0; i < sizes.size(); ++i)
+    arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
   return arr;
 }
 
@@ -209,7 +212,8 @@ inline void prepare_worker_thread() {
 
 inline torch::Device parse_device(const std::string& text) {
   if (text == "cpu") return torch::Device(torch::kCPU);
-  if (text.rfind("cuda", 0) != 0) throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
+  if (text.rfind("cuda", 0) != 0)
+    throw std::invalid_argument("device must be 'cpu', 'cuda' or 'cuda:N'; got '" + text + "'");
   torch::Device device(torch::kCUDA);
   try {
     device = torch::Device(text);
@@ -218,11 +222,13 @@ inline torch::Device parse_device(const std::string& text) {
   }
   if (!torch::cuda::is_available()) {
     throw std::runtime_error("device '" + text + "' was requested but CUDA is not available: this libtorch (" +
-                             std::string(TORCH_VERSION) + ") has no CUDA support or no GPU is visible. Use device 'cpu'.");
+                             std::string(TORCH_VERSION) +
+                             ") has no CUDA support or no GPU is visible. Use device 'cpu'.");
   }
   const auto count = static_cast<int64_t>(torch::cuda::device_count());
   if (device.has_index() && device.index() >= count) {
-    throw std::invalid_argument("device '" + text + "' does not exist: " + std::to_string(count) + " CUDA device(s) visible");
+    throw std::invalid_argument("device '" + text + "' does not exist: " + std::to_string(count) +
+                                " CUDA device(s) visible");
   }
   return device;
 }
@@ -238,7 +244,10 @@ class AsyncTask : public Napi::AsyncWorker {
   using Work = std::function<Finish()>;
 
   AsyncTask(Napi::Env env, Work work, std::function<void()> done = {})
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        done_(std::move(done)) {}
 
   // Queues the task and returns its promise; `owner` (a wrapped native object whose members
   // `done` touches) is kept alive until the task settles. Napi::AsyncWorker deletes itself when

@@ -24,7 +24,9 @@ std::string short_type_name(const torch::nn::Module& m) {
 // Puts the module back in the mode it was in, even when the pass throws.
 class EvalModeGuard {
  public:
-  explicit EvalModeGuard(torch::nn::Module& module) : module_(module), was_training_(module.is_training()) { module_.eval(); }
+  explicit EvalModeGuard(torch::nn::Module& module) : module_(module), was_training_(module.is_training()) {
+    module_.eval();
+  }
   ~EvalModeGuard() { module_.train(was_training_); }
   EvalModeGuard(const EvalModeGuard&) = delete;
   EvalModeGuard& operator=(const EvalModeGuard&) = delete;

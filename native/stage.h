@@ -32,8 +32,8 @@ class StageRecording {
 template <class Holder>
 class Stage : public Holder {
  public:
-  Stage(std::nullptr_t) : Holder(nullptr) {}                 // NOLINT: as the holders themselves
-  Stage(Holder holder) : Holder(std::move(holder)) {}        // NOLINT: a holder
+  Stage(std::nullptr_t) : Holder(nullptr) {}                     // NOLINT: as the holders themselves
+  Stage(Holder holder) : Holder(std::move(holder)) {}            // NOLINT: a holder
   Stage(std::shared_ptr<typename Holder::ContainedType> module)  // NOLINT: register_module's result
       : Holder(std::move(module)) {}
 

@@ -29,21 +29,23 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
       config_(config),
       device_(device),
       train_size_(train_size),
-      optimizer_([&] {
-        if (config.channels_last) {
-          // nn::Module::to has no memory-format overload: convert each 4-D parameter (before the
-          // optimizer state is made like them).
-          torch::NoGradGuard no_grad;
-          for (auto& p : net_->parameters()) {
-            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-          }
-        }
-        std::vector<std::pair<std::string, torch::Tensor>> params;
-        for (const auto& p : net_->named_parameters()) {
-          if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
-        }
-        return params;
-      }(), config.optimizer, config.fused_adam),
+      optimizer_(
+          [&] {
+            if (config.channels_last) {
+              // nn::Module::to has no memory-format overload: convert each 4-D parameter (before the
+              // optimizer state is made like them).
+              torch::NoGradGuard no_grad;
+              for (auto& p : net_->parameters()) {
+                if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+              }
+            }
+            std::vector<std::pair<std::string, torch::Tensor>> params;
+            for (const auto& p : net_->named_parameters()) {
+              if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
+            }
+            return params;
+          }(),
+          config.optimizer, config.fused_adam),
       scaler_(config.scaler, device),
       group_(std::move(group)) {
   if (config.batch_size < 1) throw std::invalid_argument("the batch size must be positive");
@@ -55,7 +57,8 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
   plan_.global_batch = config.batch_size;
   plan_.validate();
   config_.preprocessing.validate(1);
-  if (config.amp == AmpMode::FP16 && device.is_cpu()) throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
+  if (config.amp == AmpMode::FP16 && device.is_cpu())
+    throw std::invalid_argument("fp16 mixed precision needs CUDA; on the CPU use bf16 or off");
   // Fixed input shapes: let cuDNN pick the fastest convolution algorithms (process-wide, as
   // torch.backends.cudnn.benchmark).
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark);
@@ -97,7 +100,8 @@ double TrainingSession::lr_at(int64_t global_step) const {
   return config_.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, global_step / total)));
 }
 
-EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::function<void(const TrainProgress&)>& progress,
+EpochResult TrainingSession::train_epoch(const ImageStore& data,
+                                         const std::function<void(const TrainProgress&)>& progress,
                                          const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
@@ -170,8 +174,8 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data, const std::func
     auto y = data.labels(indices);
     if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
     // Dropout masks come from the default generator: seed it per batch (and rank) for exact resumes.
-    torch::manual_seed(mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL,
-                                pos.epoch, b));
+    torch::manual_seed(
+        mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL, pos.epoch, b));
 
     lr = lr_at(pos.epoch * batches + b);
     const auto out = train_step(x, y, lr);

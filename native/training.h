@@ -106,8 +106,9 @@ class TrainingSession : public LiveCount<TrainingSession> {
                   std::shared_ptr<DistributedGroup> group = nullptr);
 
   // Trains from `position` to the end of its epoch, or until `stop` becomes true (checked after
-  // each batch; data-parallel: when the metrics are read, and on any rank stops every rank). Every shuffle, crop, flip and dropout mask derives from (seed, epoch, batch), so
-  // the same position gives the same result whether or not the run was interrupted.
+  // each batch; data-parallel: when the metrics are read, and on any rank stops every rank). Every shuffle, crop, flip
+  // and dropout mask derives from (seed, epoch, batch), so the same position gives the same result whether or not the
+  // run was interrupted.
   EpochResult train_epoch(const ImageStore& data, const std::function<void(const TrainProgress&)>& progress,
                           const std::atomic<bool>& stop);
   // Data-parallel: each rank evaluates every world_size-th image (rank 0's BatchNorm statistics

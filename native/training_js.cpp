@@ -24,7 +24,8 @@ TrainConfig train_config_of(const Napi::Object& o) {
   if (optimizer != "adam" && optimizer != "adamw") throw std::invalid_argument("optimizer must be 'adam' or 'adamw'");
   c.optimizer.decoupled_weight_decay = optimizer == "adamw";
   const auto schedule = string_option(o, "schedule", "constant");
-  if (schedule != "constant" && schedule != "cosine") throw std::invalid_argument("schedule must be 'constant' or 'cosine'");
+  if (schedule != "constant" && schedule != "cosine")
+    throw std::invalid_argument("schedule must be 'constant' or 'cosine'");
   c.cosine_schedule = schedule == "cosine";
   c.label_smoothing = number_option(o, "labelSmoothing", c.label_smoothing);
   c.aux_loss_weight = number_option(o, "auxLossWeight", c.aux_loss_weight);
@@ -90,13 +91,17 @@ EpochPosition position_of(const Napi::Object& p, int64_t batches) {
   pos.pending_loss = number_option(p, "pendingLoss", 0);
   pos.pending_correct = int_option(p, "pendingCorrect", 0);
   pos.seconds = number_option(p, "seconds", 0);
-  if (pos.epoch < 0) throw std::invalid_argument("setState: position.epoch must be >= 0; got " + std::to_string(pos.epoch));
+  if (pos.epoch < 0)
+    throw std::invalid_argument("setState: position.epoch must be >= 0; got " + std::to_string(pos.epoch));
   if (pos.next_batch < 0 || pos.next_batch >= batches) {
-    throw std::invalid_argument("setState: position.nextBatch must be in [0, " + std::to_string(batches) + "); got " + std::to_string(pos.next_batch));
+    throw std::invalid_argument("setState: position.nextBatch must be in [0, " + std::to_string(batches) + "); got " +
+                                std::to_string(pos.next_batch));
   }
   if (pos.seen < 0 || pos.correct < 0 || pos.pending_correct < 0 || pos.correct + pos.pending_correct > pos.seen ||
-      !std::isfinite(pos.loss_sum) || !std::isfinite(pos.pending_loss) || !(pos.seconds >= 0) || !std::isfinite(pos.seconds)) {
-    throw std::invalid_argument("setState: the position's sums are inconsistent (negative, non-finite, or more correct than seen)");
+      !std::isfinite(pos.loss_sum) || !std::isfinite(pos.pending_loss) || !(pos.seconds >= 0) ||
+      !std::isfinite(pos.seconds)) {
+    throw std::invalid_argument(
+        "setState: the position's sums are inconsistent (negative, non-finite, or more correct than seen)");
   }
   return pos;
 }

@@ -22,8 +22,7 @@ torch::Tensor separable_conv_bn(SeparableHolder& separable, BatchNormHolder& bn,
 
 }  // namespace
 
-SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channels,
-                                         IntermediateActivation activation)
+SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channels, IntermediateActivation activation)
     : torch::nn::Module("SeparableConv2d"), activation_(activation) {
   conv1 = register_module("conv1", conv(in_channels, in_channels, 3, 1, 1, false, in_channels));
   pointwise = register_module("pointwise", conv(in_channels, out_channels, 1, 1, 0, false));
@@ -86,8 +85,8 @@ void XceptionBlockImpl::fold_into(FoldedInference& folding) {
 }
 
 XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception"), options_(options) {
-  if (options.num_classes < 1) throw std::invalid_argument("numClasses must be a positive integer");
-  if (options.middle_flow_blocks < 0) throw std::invalid_argument("middleFlowBlocks must be >= 0");
+  if (options.num_classes < 1) throw std::invalid_argument("num_classes must be >= 1");
+  if (options.middle_flow_blocks < 0) throw std::invalid_argument("middle_flow_blocks must be >= 0");
   if (options.dropout < 0 || options.dropout >= 1) throw std::invalid_argument("dropout must be in [0, 1)");
   const bool nb = options.notebook_variant;
 
@@ -101,7 +100,8 @@ XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception")
 
   auto add_block = [&](int64_t in, int64_t out, int64_t reps, int64_t stride, bool start_with_relu, bool grow_first) {
     const std::string name = "block" + std::to_string(blocks_.size() + 1);
-    blocks_.push_back(register_module(name, XceptionBlock(in, out, reps, stride, start_with_relu, grow_first, options)));
+    blocks_.push_back(
+        register_module(name, XceptionBlock(in, out, reps, stride, start_with_relu, grow_first, options)));
   };
   // The paper's Figure 5, as timm's legacy_xception builds it. Entry flow:
   add_block(64, 128, /*reps=*/2, /*stride=*/2, /*start_with_relu=*/false, /*grow_first=*/true);

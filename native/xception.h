@@ -49,8 +49,8 @@ class XceptionBlockImpl : public torch::nn::Module {
  public:
   // grow_first: the first separable conv changes the width (else the last one does, as in the
   // exit flow); start_with_relu: false where the previous layer's ReLU already ran.
-  XceptionBlockImpl(int64_t in_channels, int64_t out_channels, int64_t reps, int64_t stride,
-                    bool start_with_relu, bool grow_first, const XceptionOptions& options);
+  XceptionBlockImpl(int64_t in_channels, int64_t out_channels, int64_t reps, int64_t stride, bool start_with_relu,
+                    bool grow_first, const XceptionOptions& options);
   torch::Tensor forward(torch::Tensor x);
   // Declares the block's conv -> BatchNorm pairs to `folding`.
   void fold_into(FoldedInference& folding);
