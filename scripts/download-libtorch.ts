@@ -6,25 +6,26 @@
  * root → an error listing every option. Each step logs one line.
  *
  * Run as a script it prints the location (`--json` for JSON on stdout) or exits 1 with the reason.
+ * This file is the search; its parts: libtorch-tree.ts (what a libtorch folder says about itself),
+ * libtorch-pins.ts (the pinned builds, which one to use), libtorch-archive.ts (downloading and
+ * unpacking one into the cache), run-command.ts (running python3, nvidia-smi, apt-get).
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import extract from 'extract-zip';
 import { defaultCacheDir } from '../lib/cache-dir';
-import { download } from '../lib/download';
 import { isFile } from '../lib/file-kind';
 import type { LibtorchLocation } from '../lib/native';
-import { formatBytes } from '../lib/report/format';
+import { cacheFolder, downloadLibtorch } from './libtorch-archive';
+import { choosePin, LIBTORCH_PINS, LibtorchPin } from './libtorch-pins';
+import { cmakeDirOfRoot, cudaOfRoot, describeLibtorch, readCxx11Abi, readVersionHeader, TORCH_CONFIG, VERSION_HEADER, versionOfRoot } from './libtorch-tree';
+import { CommandResult, runCommand } from './run-command';
 
 // Defined beside BuildInfo in lib/native.ts (the build records one in build/libtorch.json).
 export type { LibtorchLocation };
-
-export interface CommandResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+// The search's parts, importable from here as before.
+export type { CommandResult };
+export { LIBTORCH_PINS, type LibtorchPin, type LibtorchVariant } from './libtorch-pins';
+export { readCxx11Abi, readVersionHeader } from './libtorch-tree';
 
 export interface FindOptions {
   env?: NodeJS.ProcessEnv;
@@ -54,33 +55,6 @@ export interface FindOptions {
   log?: (msg: string) => void;
 }
 
-export type LibtorchVariant = 'cpu' | 'cuda';
-
-export interface LibtorchPin {
-  version: string;
-  variant: LibtorchVariant;
-  url: string;
-  sha256: string;
-}
-
-/** Pinned official cxx11-ABI builds. */
-export const LIBTORCH_PINS: Readonly<Record<LibtorchVariant, LibtorchPin>> = {
-  cpu: {
-    version: '2.5.1',
-    variant: 'cpu',
-    url: 'https://download.pytorch.org/libtorch/cpu/libtorch-cxx11-abi-shared-with-deps-2.5.1%2Bcpu.zip',
-    sha256: '618ca54eef82a1dca46ff1993d5807d9c0deb0bae147da4974166a147cb562fa',
-  },
-  // CUDA 13.0 (cxx11 ABI, as every build from 2.7 on); its checksum is the one nixpkgs records for
-  // this archive (libtorch-bin's binary-hashes.nix).
-  cuda: {
-    version: '2.9.0',
-    variant: 'cuda',
-    url: 'https://download.pytorch.org/libtorch/cu130/libtorch-shared-with-deps-2.9.0%2Bcu130.zip',
-    sha256: 'bbc97b248cb6add93a9f1bfa53136615c7ce55ca63bd99c812be4273354d4434',
-  },
-};
-
 export const DEFAULT_SYSTEM_CMAKE_DIRS = [
   '/usr/lib/x86_64-linux-gnu/cmake',
   '/usr/lib/aarch64-linux-gnu/cmake',
@@ -89,87 +63,8 @@ export const DEFAULT_SYSTEM_CMAKE_DIRS = [
   '/usr/share/cmake',
 ];
 const DEFAULT_SYSTEM_VERSION_HEADER = '/usr/include/torch/csrc/api/include/torch/version.h';
-const VERSION_HEADER = path.join('include', 'torch', 'csrc', 'api', 'include', 'torch', 'version.h');
-const TORCH_CONFIG = path.join('Torch', 'TorchConfig.cmake');
 const PYTHON_PROBE =
   'import torch,sys;print(torch.utils.cmake_prefix_path);print(torch.__version__);print(int(torch.version.cuda is not None))';
-
-function defaultRunCommand(cmd: string, args: string[]): CommandResult {
-  const r = spawnSync(cmd, args, {
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr || (r.error ? r.error.message : '') };
-}
-
-/** The cmake folder (holding Torch/) inside a libtorch root, if any. */
-function cmakeDirOfRoot(root: string): string | undefined {
-  for (const sub of [path.join('share', 'cmake'), path.join('lib', 'cmake')]) {
-    if (isFile(path.join(root, sub, TORCH_CONFIG))) return path.join(root, sub);
-  }
-  return undefined;
-}
-
-/**
- * TORCH_VERSION_MAJOR/MINOR/PATCH of a torch/version.h. Newer trees generate the numbers into
- * torch/headeronly/version.h and leave torch/version.h an #include of it: follow that include,
- * relative to the include folders above the file.
- */
-export function readVersionHeader(file: string): string | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const part = (name: string): string | undefined => new RegExp(`#define\\s+TORCH_VERSION_${name}\\s+(\\d+)`).exec(text)?.[1];
-  const [major, minor, patch] = [part('MAJOR'), part('MINOR'), part('PATCH')];
-  if (major !== undefined && minor !== undefined) return `${major}.${minor}.${patch ?? '0'}`;
-  const included = /#include\s+[<"](torch\/headeronly\/version\.h)[>"]/.exec(text)?.[1];
-  if (!included) return undefined;
-  const parts = path.resolve(file).split(path.sep);
-  for (let i = 0; i < parts.length; i++) {
-    if (parts[i] !== 'include') continue;
-    const candidate = path.join(parts.slice(0, i + 1).join(path.sep) || path.sep, included);
-    if (candidate !== path.resolve(file) && isFile(candidate)) return readVersionHeader(candidate);
-  }
-  return undefined;
-}
-
-/** The C++ ABI a TorchConfig.cmake declares in TORCH_CXX_FLAGS, if it says. */
-export function readCxx11Abi(cmakeDir: string): boolean | undefined {
-  try {
-    const m = /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(fs.readFileSync(path.join(cmakeDir, TORCH_CONFIG), 'utf8'));
-    return m ? m[1] === '1' : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Version of a libtorch root: build-version, else version.h. */
-function versionOfRoot(root: string): string | undefined {
-  try {
-    const line = fs.readFileSync(path.join(root, 'build-version'), 'utf8').trim().split('\n')[0]?.trim();
-    if (line) return line;
-  } catch {
-    // no build-version: fall back to the header
-  }
-  return readVersionHeader(path.join(root, VERSION_HEADER));
-}
-
-function cudaOfRoot(root: string, version: string | undefined): boolean {
-  if (version && /\+cu\d/.test(version)) return true;
-  if (version && /\+cpu/.test(version)) return false;
-  return isFile(path.join(root, 'lib', 'libtorch_cuda.so'));
-}
-
-function describe(loc: LibtorchLocation): string {
-  const version = loc.version ? ` ${loc.version}` : '';
-  const cuda = loc.cuda === undefined ? '' : loc.cuda ? ' (CUDA)' : ' (CPU)';
-  const abi = loc.cxx11Abi === undefined ? '' : loc.cxx11Abi ? ', cxx11 ABI' : ', pre-cxx11 ABI';
-  return `libtorch${version}${cuda}${abi} at ${loc.prefixPath}`;
-}
 
 /** Parses ID and ID_LIKE of /etc/os-release. */
 function osIds(osRelease: string): string[] {
@@ -206,7 +101,7 @@ class Finder {
 
   constructor(private readonly opts: FindOptions) {
     this.env = opts.env ?? process.env;
-    this.run = opts.runCommand ?? defaultRunCommand;
+    this.run = opts.runCommand ?? runCommand;
     const log = opts.log ?? ((msg: string) => console.error(msg));
     this.log = (msg) => log(`libtorch: ${msg}`);
     this.cacheDir = path.resolve(opts.cacheDir ?? defaultCacheDir(this.env));
@@ -222,7 +117,7 @@ class Finder {
     const cmakeDir = isFile(path.join(loc.prefixPath, TORCH_CONFIG)) ? loc.prefixPath : cmakeDirOfRoot(loc.prefixPath);
     const cxx11Abi = cmakeDir ? readCxx11Abi(cmakeDir) : undefined;
     const withAbi = cxx11Abi === undefined ? loc : { ...loc, cxx11Abi };
-    this.log(`using ${describe(withAbi)} (from ${loc.source})`);
+    this.log(`using ${describeLibtorch(withAbi)} (from ${loc.source})`);
     return withAbi;
   }
 
@@ -321,44 +216,10 @@ class Finder {
     return undefined;
   }
 
-  /** The build to use from the cache or to download: an override, else the pin of the variant. */
+  /** The build to use from the cache or to download (scripts/libtorch-pins.ts), chosen once. */
   private pin(): LibtorchPin {
-    if (this.pinCache) return this.pinCache;
-    const requested = this.env.XCEPTION_TORCH_VARIANT;
-    let variant: LibtorchVariant;
-    if (requested) {
-      if (requested !== 'cpu' && requested !== 'cuda') {
-        throw new Error(`XCEPTION_TORCH_VARIANT must be "cpu" or "cuda", not "${requested}".`);
-      }
-      variant = requested;
-    } else {
-      const smi = this.run('nvidia-smi', ['-L']);
-      variant = smi.status === 0 && /GPU/i.test(smi.stdout) ? 'cuda' : 'cpu';
-      this.log(`variant ${variant} (${variant === 'cuda' ? 'nvidia-smi lists a GPU' : 'no GPU found by nvidia-smi'}; set XCEPTION_TORCH_VARIANT to choose)`);
-    }
-    const url = this.env.XCEPTION_TORCH_LIBTORCH_URL;
-    const sha256 = this.env.XCEPTION_TORCH_LIBTORCH_SHA256;
-    if (url || sha256) {
-      if (!url || !sha256) {
-        throw new Error(
-          'XCEPTION_TORCH_LIBTORCH_URL and XCEPTION_TORCH_LIBTORCH_SHA256 must be set together ' +
-            '(the URL of a libtorch zip and its sha256).',
-        );
-      }
-      const digest = sha256.trim().toLowerCase();
-      if (!/^[0-9a-f]{64}$/.test(digest)) {
-        throw new Error(`XCEPTION_TORCH_LIBTORCH_SHA256 is not a sha256 (64 hex digits): ${sha256}`);
-      }
-      const known = Object.values(LIBTORCH_PINS).find((p) => p.sha256 === digest);
-      this.pinCache = { version: known ? known.version : `custom-${digest.slice(0, 12)}`, variant, url, sha256: digest };
-    } else {
-      this.pinCache = LIBTORCH_PINS[variant];
-    }
+    if (!this.pinCache) this.pinCache = choosePin(this.env, this.run, this.log);
     return this.pinCache;
-  }
-
-  private cacheFolder(pin: LibtorchPin): string {
-    return path.join(this.cacheDir, `libtorch-${pin.version}-${pin.variant}`);
   }
 
   private located(source: 'cache' | 'download', root: string, pin: LibtorchPin): LibtorchLocation {
@@ -369,7 +230,7 @@ class Finder {
   // d. Cache
   private fromCache(): LibtorchLocation | undefined {
     const pin = this.pin();
-    const root = path.join(this.cacheFolder(pin), 'libtorch');
+    const root = path.join(cacheFolder(this.cacheDir, pin), 'libtorch');
     if (isFile(path.join(root, 'share', 'cmake', TORCH_CONFIG))) return this.located('cache', root, pin);
     this.miss(`no cached download at ${root}`);
     return undefined;
@@ -383,63 +244,20 @@ class Finder {
       return undefined;
     }
     const pin = this.pin();
-    const final = this.cacheFolder(pin);
-    const zip = `${final}.${process.pid}.zip`;
-    const staging = path.join(this.cacheDir, `.extract-${process.pid}-${Date.now()}`);
-    this.log(`downloading libtorch ${pin.version} (${pin.variant}) from ${pin.url} into ${this.cacheDir}`);
     try {
-      fs.mkdirSync(this.cacheDir, { recursive: true });
-      await download({
-        url: pin.url,
-        dest: zip,
-        sha256: pin.sha256,
+      const root = await downloadLibtorch(pin, {
+        cacheDir: this.cacheDir,
         timeoutMs: this.opts.downloadTimeoutMs ?? 15000,
-        label: `libtorch ${pin.version} (${pin.variant})`,
         quiet: this.opts.quiet,
+        maxExtractBytes: this.opts.maxExtractBytes,
+        env: this.env,
+        log: this.log,
       });
-      this.log(`extracting ${path.basename(zip)}`);
-      // The sizes the archive declares are summed before each entry is written: a zip bomb behind an
-      // overridden checksum stops at the cap instead of filling the disk.
-      const cap = this.maxExtractBytes();
-      let declared = 0;
-      await extract(zip, {
-        dir: staging,
-        onEntry: (entry) => {
-          declared += entry.uncompressedSize;
-          if (declared > cap) {
-            throw new Error(`the archive unpacks to more than ${formatBytes(cap)} (XCEPTION_TORCH_LIBTORCH_MAX_BYTES raises the limit)`);
-          }
-        },
-      });
-      if (!isFile(path.join(staging, 'libtorch', 'share', 'cmake', TORCH_CONFIG))) {
-        throw new Error(`the archive has no libtorch/share/cmake/${TORCH_CONFIG.split(path.sep).join('/')}`);
-      }
-      try {
-        fs.renameSync(staging, final);
-      } catch (err) {
-        // Another process may have finished the same download first: use its copy if it is whole.
-        if (!isFile(path.join(final, 'libtorch', 'share', 'cmake', TORCH_CONFIG))) throw err;
-      }
-      return this.located('download', path.join(final, 'libtorch'), pin);
+      return this.located('download', root, pin);
     } catch (err) {
       this.miss(`download of ${pin.url} failed: ${(err as Error).message}`);
       return undefined;
-    } finally {
-      // extract-zip has settled, so no write is still in flight; retries cover a slow filesystem.
-      fs.rmSync(staging, { recursive: true, force: true, maxRetries: 5 });
-      fs.rmSync(zip, { force: true });
     }
-  }
-
-  private maxExtractBytes(): number {
-    if (this.opts.maxExtractBytes !== undefined) return this.opts.maxExtractBytes;
-    const text = this.env.XCEPTION_TORCH_LIBTORCH_MAX_BYTES;
-    if (text === undefined || text === '') return 32 * 2 ** 30;
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new Error(`XCEPTION_TORCH_LIBTORCH_MAX_BYTES must be a positive number of bytes; got ${JSON.stringify(text)}`);
-    }
-    return value;
   }
 
   // f. apt-get install libtorch-dev
@@ -478,7 +296,7 @@ class Finder {
       pin = undefined;
     }
     const p = pin ?? LIBTORCH_PINS.cpu;
-    const folder = this.cacheFolder(p);
+    const folder = cacheFolder(this.cacheDir, p);
     return [
       'Could not find libtorch. Tried:',
       ...this.tried.map((t) => `  - ${t}`),
@@ -511,7 +329,7 @@ if (require.main === module) {
   const json = process.argv.includes('--json');
   findLibtorch().then(
     (loc) => {
-      process.stdout.write(json ? `${JSON.stringify(loc)}\n` : `${describe(loc)} (from ${loc.source})\n`);
+      process.stdout.write(json ? `${JSON.stringify(loc)}\n` : `${describeLibtorch(loc)} (from ${loc.source})\n`);
     },
     (err: unknown) => {
       console.error(err instanceof Error ? err.message : String(err));
@@ -519,3 +337,4 @@ if (require.main === module) {
     },
   );
 }
+
