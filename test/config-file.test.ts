@@ -236,6 +236,16 @@ describe('xception-torch train -c (dist/lib/cli.js)', () => {
     }, 120_000);
   });
 
+  it('--nproc-per-node: threads from the file reach each worker (the launcher\'s cores / N is only a default)', () => {
+    // 2 ranks on this 2-core machine would each get 1 thread by default; the file asks for 2.
+    const out = path.join(tmp, 'ddp-threads');
+    const file = configFile('quick: true\nthreads: 2\nepochs: 1\ntrain-limit: 16\neval-limit: 8\nbatch-size: 4\n');
+    const r = run(['train', '-c', file, '--nproc-per-node', '2', '--out', out]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const metrics = readJson<{ runtime: { threads: number; worldSize: number } }>(path.join(out, 'metrics.json'));
+    expect(metrics.runtime).toMatchObject({ threads: 2, worldSize: 2 });
+  }, 300_000);
+
   it('compare --params-only writes config.yaml; compare -c reruns it to the same comparison', () => {
     const [a, b] = [path.join(tmp, 'cmp-a'), path.join(tmp, 'cmp-b')];
     expect(run(['compare', '--params-only', '--image-size', '100', '--no-aux-logits', '--num-classes', '20', '--out', a]).code).toBe(0);

@@ -2,6 +2,7 @@
 // (lib/distributed/launcher.ts) instead of training here; a worker (started by it or by torchrun)
 // passes its process group to the Trainer. Both run the same command line, so the options mean
 // the same under either launcher.
+import { givenByUser } from './config-file';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultThreadsPerWorker, launchWorkers } from '../distributed/launcher';
 import {
@@ -79,7 +80,8 @@ export async function launchIfRequested(opts: Record<string, unknown>, cmd: Comm
   // Each worker would otherwise name the default folder after its own clock. (--resume without
   // --out is left for the workers to refuse.)
   if (opts.out === undefined && !opts.resume) argv.push('--out', c.defaultOut);
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
+  // Given by the user: on the command line, in the environment or in a -c file.
+  const given = (key: string) => givenByUser(cmd, key);
   return launchWorkers({
     nprocPerNode: nproc,
     argv,
@@ -96,7 +98,8 @@ function checkLaunch(opts: Record<string, unknown>, cmd: Command, nproc: number,
   if (opts.paramsOnly || opts.throughput) {
     throw new UsageError('--nproc-per-node trains in parallel; --params-only and --throughput run in one process');
   }
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
+  // Given by the user: on the command line, in the environment or in a -c file.
+  const given = (key: string) => givenByUser(cmd, key);
   // As resolveTrainSettings layers them; a resumed run's own settings are checked by the workers.
   const effective = <K extends keyof TrainSettings>(key: K): unknown =>
     (given(key) ? opts[key] : opts.quick && quick[key] !== undefined ? quick[key] : opts.resume ? undefined : opts[key]);
