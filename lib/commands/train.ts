@@ -1,19 +1,16 @@
-// `xception-torch train`: options -> TrainerOptions, progress on the terminal, Ctrl-C -> checkpoint.
-//
-// Where each setting comes from, strongest first: the command line, then the config file (-c), then
-// --quick's presets, then (with --resume) the run being resumed, then the defaults shown by --help.
+// `xception-torch train`: its options, the run folder (lock, command record, config.yaml), progress
+// on the terminal, Ctrl-C -> checkpoint. What the options resolve to: train-settings.ts.
 import { Command, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../atomic-write';
 import { findCheckpoint } from '../checkpoint';
-import type { SyntheticDatasetOptions } from '../datasets';
-import { defaultResize, REFERENCE_PREPROCESSING } from '../datasets/device-dataset';
-import { Device, MODEL_NAMES, ModelName } from '../models';
+import { REFERENCE_PREPROCESSING } from '../datasets/device-dataset';
+import { Device, MODEL_NAMES } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
 import { packageVersion } from '../paths';
 import { cudaIndex, runtimeInfo } from '../runtime';
-import { AmpOption, History, InitWeightsEvent, ResolvedTrainerOptions, Trainer, TRAINER_DEFAULTS, TrainerOptions } from '../trainer';
+import { History, InitWeightsEvent, Trainer, TRAINER_DEFAULTS } from '../trainer';
 import { decimal, device, folder, integer, UsageError } from './options';
 import { addDistributedOptions, distributedTrainerOption, launchIfRequested } from './distributed';
 import { ownsRunFolder, type DistributedOptions } from '../distributed/settings';
@@ -23,69 +20,14 @@ import { addConfigOption, applyConfigFile } from './config-file';
 import { writeTrainConfig } from './run-config';
 import { LIMITS, maxThreads } from '../limits';
 import { fixed } from '../report/format';
+import {
+  describeModel, describeQuick, describeSetup, QUICK, resolveTrainSettings, savedSettings, toTrainerOptions, TrainSettings,
+} from './train-settings';
 
-export interface TrainSettings {
-  model: ModelName;
-  dataset: 'cifar10' | 'synthetic';
-  dataDir?: string;
-  synthetic?: SyntheticDatasetOptions;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  optimizer: 'adam' | 'adamw';
-  weightDecay: number;
-  schedule: 'constant' | 'cosine';
-  labelSmoothing: number;
-  amp: AmpOption;
-  device: Device;
-  imageSize: number;
-  resize: number;
-  activation: 'none' | 'relu' | 'elu';
-  variant: 'paper' | 'notebook';
-  numClasses: number;
-  auxLogits: boolean;
-  auxWeight: number;
-  valSize: number;
-  trainLimit?: number;
-  evalLimit?: number;
-  seed: number;
-  threads?: number;
-  fusedAdam: boolean;
-  initWeights?: string;
-  out?: string;
-}
+// The settings moved to train-settings.ts; their importers keep importing them from here.
+export { describeModel, describeQuick, describeSetup, QUICK, resolveTrainSettings, savedSettings, toTrainerOptions };
+export type { TrainSettings };
 
-/** --quick: a small synthetic job that learns in about a minute on a laptop CPU. */
-export const QUICK: Readonly<Partial<TrainSettings>> = Object.freeze<Partial<TrainSettings>>({
-  dataset: 'synthetic',
-  synthetic: { trainSize: 512, valSize: 128, testSize: 128, difficulty: 'easy' },
-  imageSize: 32,
-  resize: 36,
-  batchSize: 16,
-  epochs: 3,
-  device: 'cpu',
-  amp: 'off',
-});
-
-/** Classes in the built-in datasets (CIFAR-10 and the synthetic one). */
-const DATASET_CLASSES = 10;
-
-/** The settings that the command-line options map onto one to one (same camelCase names). */
-const OPTION_KEYS = [
-  'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
-  'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'out',
-] as const satisfies ReadonlyArray<keyof TrainSettings>;
-
-/** --quick's help: what the preset sets. */
-export function describeQuick(q: Readonly<Partial<TrainSettings>>): string {
-  const sizes = q.synthetic ? ` (${q.synthetic.difficulty ?? 'default'}) ${q.synthetic.trainSize}/${q.synthetic.valSize}/${q.synthetic.testSize} images` : '';
-  const parts = [
-    `${q.dataset}${sizes}`, `${q.imageSize}x${q.imageSize} (resize ${q.resize})`, `batch ${q.batchSize}`, `${q.epochs} epochs`,
-    String(q.device), `amp ${q.amp}`, ...(q.auxLogits === false ? ['no aux logits'] : []),
-  ];
-  return `a small CPU job: ${parts.join(', ')}; options given too override these`;
-}
 
 /**
  * The options of `train`. `compare` takes them too, less --model (it trains each model), with its
@@ -131,113 +73,6 @@ export function addTrainOptions(
   return cmd;
 }
 
-/** The settings of a saved run, as the options that would recreate it. */
-export function savedSettings(run: SavedRun): Partial<TrainSettings> {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON written by the Trainer
-  const [o, mo] = [run.meta.options, run.meta.modelOptions] as Array<Record<string, any>>;
-  if (o.dataset !== 'cifar10' && o.dataset !== 'synthetic') {
-    throw new Error(`the run in ${run.runDir} used the dataset '${String(o.dataset)}', which the CLI cannot load; resume it from code`);
-  }
-  const s: Partial<TrainSettings> = {
-    model: run.meta.model,
-    dataset: o.dataset,
-    dataDir: run.command?.dataDir,
-    synthetic: o.synthetic ?? run.command?.synthetic,
-    epochs: o.epochs,
-    batchSize: o.batchSize,
-    lr: o.optimizer?.lr,
-    optimizer: o.optimizer?.type,
-    weightDecay: o.optimizer?.weightDecay,
-    schedule: o.schedule,
-    labelSmoothing: o.labelSmoothing,
-    amp: o.amp,
-    device: o.device,
-    imageSize: o.preprocessing?.crop,
-    resize: o.preprocessing?.resize,
-    activation: mo.intermediateActivation,
-    variant: mo.variant,
-    numClasses: mo.numClasses,
-    auxLogits: mo.auxLogits,
-    auxWeight: o.auxLossWeight,
-    valSize: o.valSize,
-    trainLimit: o.trainLimit ?? undefined,
-    evalLimit: o.evalLimit ?? undefined,
-    seed: o.seed,
-    fusedAdam: o.fusedAdam,
-  };
-  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
-}
-
-/**
- * Settings from the parsed options. `source(key)` is commander's value source ('cli' when given,
- * 'config' from the -c file, which counts as given: it yielded to the command line when merged);
- * `saved` is the run being resumed; `quickPreset` what --quick sets.
- */
-export function resolveTrainSettings(
-  opts: Record<string, unknown>, source: (key: string) => string | undefined, saved?: Partial<TrainSettings>,
-  quickPreset: Readonly<Partial<TrainSettings>> = QUICK,
-): TrainSettings {
-  const quick = opts.quick ? quickPreset : {};
-  const rank = new Map<string, number>();
-  const s: Record<string, unknown> = {};
-  for (const key of OPTION_KEYS) {
-    const given = ['cli', 'env', 'config'].includes(source(key) ?? '');
-    const [value, r] = given ? [opts[key], 3]
-      : key in quick ? [quick[key as keyof TrainSettings], 2]
-        : saved && key in saved ? [saved[key], 1]
-          : [opts[key], 0];
-    s[key] = value;
-    rank.set(key, r);
-  }
-  // A resize from a weaker source than the crop size follows the crop at the reference ratio.
-  if (rank.get('resize')! < rank.get('imageSize')!) s.resize = defaultResize(s.imageSize as number);
-  let synthetic = quick.synthetic ?? saved?.synthetic;
-  if (rank.get('valSize') === 3 && s.dataset === 'synthetic') synthetic = { ...synthetic, valSize: s.valSize as number };
-  const settings = { ...s, synthetic } as TrainSettings;
-  validateSettings(settings);
-  return settings;
-}
-
-/** What the options alone can tell; what the model accepts (smallest crop, aux head) the Trainer asks it. */
-function validateSettings(s: TrainSettings): void {
-  if (s.resize < s.imageSize) throw new UsageError(`--resize (${s.resize}) must be at least --image-size (${s.imageSize})`);
-  if (s.numClasses < DATASET_CLASSES) {
-    throw new UsageError(`--num-classes must be at least ${DATASET_CLASSES}: ${s.dataset} has ${DATASET_CLASSES} classes`);
-  }
-  if (s.dataset === 'cifar10' && s.valSize > LIMITS.cifar10TrainImages - LIMITS.minTrainBatch) {
-    throw new UsageError(`--val-size must leave training images: CIFAR-10 has ${LIMITS.cifar10TrainImages}, so at most ${LIMITS.cifar10TrainImages - LIMITS.minTrainBatch}; got ${s.valSize}`);
-  }
-}
-
-export function toTrainerOptions(s: TrainSettings): TrainerOptions {
-  return {
-    model: s.model,
-    modelOptions: s.model === 'xception'
-      ? { numClasses: s.numClasses, intermediateActivation: s.activation, variant: s.variant }
-      : { numClasses: s.numClasses, auxLogits: s.auxLogits },
-    dataset: s.dataset,
-    dataDir: s.dataDir,
-    synthetic: s.dataset === 'synthetic' ? s.synthetic : undefined,
-    valSize: s.valSize,
-    trainLimit: s.trainLimit,
-    evalLimit: s.evalLimit,
-    epochs: s.epochs,
-    batchSize: s.batchSize,
-    optimizer: { type: s.optimizer, lr: s.lr, weightDecay: s.weightDecay },
-    schedule: s.schedule,
-    labelSmoothing: s.labelSmoothing,
-    amp: s.amp,
-    device: s.device,
-    preprocessing: { crop: s.imageSize, resize: s.resize, evalResize: s.imageSize },
-    outDir: s.out,
-    seed: s.seed,
-    auxLossWeight: s.auxWeight,
-    threads: s.threads,
-    fusedAdam: s.fusedAdam,
-    initWeights: s.initWeights,
-  };
-}
-
 /** Fails (exit 1) when the settings ask for a CUDA device this machine does not have. */
 export function checkDevice(d: Device): void {
   if (!d.startsWith('cuda')) return;
@@ -247,19 +82,6 @@ export function checkDevice(d: Device): void {
   }
   const index = cudaIndex(d);
   if (index >= info.cudaDeviceCount) throw new Error(`--device ${d}: there ${info.cudaDeviceCount === 1 ? 'is 1 CUDA device' : `are ${info.cudaDeviceCount} CUDA devices`}`);
-}
-
-/** `xception (paper, activation none)` or `inception_v3`. */
-export function describeModel(s: TrainSettings): string {
-  return s.model === 'xception' ? `xception (${s.variant}, activation ${s.activation})` : `inception_v3${s.auxLogits ? '' : ' (no aux logits)'}`;
-}
-
-/** The data and training setup: dataset, crops, batch, epochs, optimizer, device, precision, seed. */
-export function describeSetup(s: TrainSettings, resolved: ResolvedTrainerOptions): string {
-  const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
-  return `${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
-    `batch ${s.batchSize}, ${s.epochs} epoch${s.epochs === 1 ? '' : 's'}, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
-    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}`;
 }
 
 async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettings, previous?: CommandRecord & { resumes?: string[][] }): Promise<void> {
