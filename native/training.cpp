@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_support.h"
+#include "epoch_metrics.h"
 
 namespace xt {
 namespace F = torch::nn::functional;
@@ -100,6 +101,30 @@ double TrainingSession::lr_at(int64_t global_step) const {
   return config_.optimizer.lr * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, global_step / total)));
 }
 
+std::pair<torch::Tensor, torch::Tensor> TrainingSession::training_batch(const ImageStore& data,
+                                                                        const torch::Tensor& order, int64_t epoch,
+                                                                        int64_t b) {
+  const int64_t world = plan_.world_size, rank = plan_.rank;
+  const int64_t begin = b * plan_.rank_batch();
+  const int64_t size = plan_.rank_batch_size(b);
+  auto indices = order.slice(0, begin, begin + size);
+  // The crops and flips of the whole global batch, of which this rank takes its rows (those of
+  // its images), so an image is augmented alike whatever the number of ranks.
+  auto aug_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch, b));
+  auto augmentation = data.sample_augmentation(size * world, config_.preprocessing, aug_gen);
+  if (world > 1) {
+    augmentation.offsets = augmentation.offsets.slice(0, rank, size * world, world);
+    augmentation.flips = augmentation.flips.slice(0, rank, size * world, world);
+  }
+  auto x = data.train_batch(indices, config_.preprocessing, augmentation);
+  auto y = data.labels(indices);
+  if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  // Dropout masks come from the default generator: seed it per batch (and rank) for exact resumes.
+  torch::manual_seed(
+      mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL, epoch, b));
+  return {x, y};
+}
+
 EpochResult TrainingSession::train_epoch(const ImageStore& data,
                                          const std::function<void(const TrainProgress&)>& progress,
                                          const std::atomic<bool>& stop) {
@@ -112,103 +137,39 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
 
   // The epoch's order of this rank's images.
   const auto order = epoch_indices(pos.epoch);
-  const int64_t world = plan_.world_size, rank = plan_.rank;
   if (data_parallel()) reducer_->reset_exposed_seconds();
 
-  auto loss_sum = torch::full({}, pos.pending_loss, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-  auto correct = torch::full({}, pos.pending_correct, torch::TensorOptions().dtype(torch::kLong).device(device_));
-  double host_loss_sum = pos.loss_sum;
-  int64_t host_correct = pos.correct;
-  int64_t seen = pos.seen;
+  // With a GradScaler a non-finite loss only skips its step, as in PyTorch; without one the
+  // weights are already ruined, so the epoch stops at the first such batch.
+  EpochMetrics metrics(pos, device_, plan_.world_size, /*watch_divergence=*/!scaler_.enabled());
   int64_t last_batch = pos.next_batch;
   EpochResult result;
   double lr = lr_at(pos.epoch * batches + pos.next_batch);
 
-  // The batch whose loss first was NaN or infinite (-1: none yet), kept on the device and read with
-  // the metrics. With a GradScaler a non-finite loss only skips its step, as in PyTorch; without
-  // one the weights are already ruined, so the epoch stops there.
-  const bool watch_divergence = !scaler_.enabled();
-  auto first_nonfinite = torch::full({}, -1, torch::TensorOptions().dtype(torch::kLong).device(device_));
-  // Data-parallel: whether any rank was asked to stop, agreed on when the metrics are read.
-  bool group_stopping = false;
-  auto read_metrics = [&] {
-    if (data_parallel()) {
-      // One all-reduce of [loss sum, correct, stop requests, ranks that diverged]; a second one
-      // finds the first diverged batch only when some rank did.
-      auto flags = torch::tensor({stop.load() ? 1.0 : 0.0, 0.0}, loss_sum.options());
-      if (watch_divergence) flags[1].copy_((first_nonfinite >= 0).to(torch::kDouble));
-      auto sums = torch::cat({loss_sum.reshape({1}), correct.to(torch::kDouble).reshape({1}), flags});
-      group_->all_reduce(sums);
-      const auto host = sums.to(torch::kCPU);
-      const auto values = host.accessor<double, 1>();
-      host_loss_sum += values[0];
-      host_correct += static_cast<int64_t>(std::llround(values[1]));
-      group_stopping = values[2] > 0;
-      if (values[3] > 0) {
-        auto first = first_nonfinite.masked_fill(first_nonfinite < 0, std::numeric_limits<int64_t>::max());
-        group_->all_reduce(first, ReduceOp::Min);
-        result.diverged_batch = first.item<int64_t>();
-      }
-    } else {
-      host_loss_sum += loss_sum.item<double>();
-      host_correct += correct.item<int64_t>();
-      if (watch_divergence) result.diverged_batch = first_nonfinite.item<int64_t>();
-    }
-    loss_sum.zero_();
-    correct.zero_();
-  };
-
   for (int64_t b = pos.next_batch; b < batches; ++b) {
-    const int64_t begin = b * plan_.rank_batch();
-    const int64_t size = plan_.rank_batch_size(b);
-    auto indices = order.slice(0, begin, begin + size);
-    // The crops and flips of the whole global batch, of which this rank takes its rows (those of
-    // its images), so an image is augmented alike whatever the number of ranks.
-    auto aug_gen = at::detail::createCPUGenerator(mix_seed(config_.seed, pos.epoch, b));
-    auto augmentation = data.sample_augmentation(size * world, config_.preprocessing, aug_gen);
-    if (world > 1) {
-      augmentation.offsets = augmentation.offsets.slice(0, rank, size * world, world);
-      augmentation.flips = augmentation.flips.slice(0, rank, size * world, world);
-    }
-    auto x = data.train_batch(indices, config_.preprocessing, augmentation);
-    auto y = data.labels(indices);
-    if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    // Dropout masks come from the default generator: seed it per batch (and rank) for exact resumes.
-    torch::manual_seed(
-        mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL, pos.epoch, b));
-
+    const auto [x, y] = training_batch(data, order, pos.epoch, b);
     lr = lr_at(pos.epoch * batches + b);
     const auto out = train_step(x, y, lr);
-    const auto& loss = out.loss;
-    const auto& logits = out.logits;
-
-    {
-      torch::NoGradGuard no_grad;
-      loss_sum += loss.detach().to(torch::kDouble) * size;
-      correct += logits.detach().argmax(1).eq(y).sum();
-      if (watch_divergence) {
-        auto first = (first_nonfinite < 0).logical_and(loss.detach().isfinite().logical_not());
-        first_nonfinite.masked_fill_(first, b);
-      }
-    }
-    seen += size * world;
+    metrics.add(out.loss, out.logits, y, b);
     last_batch = b + 1;
+
     // Metrics are read at fixed batch numbers (so an interrupted epoch sums in the same order).
+    // One process stops after any batch; data-parallel ranks only where they all read them.
     const bool read_point = last_batch % config_.progress_every == 0 || last_batch == batches;
-    if (read_point) read_metrics();
-    // One process stops at any batch; data-parallel ranks only where they all read the metrics.
-    const bool stopping = data_parallel() ? read_point && group_stopping : stop.load();
-    if (result.diverged_batch >= 0) break;
-    if (progress && (last_batch % config_.progress_every == 0 || last_batch == batches || stopping)) {
-      const double pending = stopping ? loss_sum.item<double>() : 0.0;
-      const int64_t pending_correct = stopping ? correct.item<int64_t>() : 0;
+    bool stopping = data_parallel() ? false : stop.load();
+    if (read_point) {
+      const bool any_rank_stopping = metrics.read(data_parallel() ? group_.get() : nullptr, stop.load());
+      if (data_parallel()) stopping = any_rank_stopping;
+    }
+    if (metrics.diverged_batch() >= 0) break;
+    if (progress && (read_point || stopping)) {
       TrainProgress p;
       p.epoch = pos.epoch;
       p.batch = last_batch;
       p.batches = batches;
-      p.images = seen;
-      p.loss = (host_loss_sum + pending) / seen;
-      p.accuracy = static_cast<double>(host_correct + pending_correct) / seen;
+      p.images = metrics.seen();
+      p.loss = metrics.mean_loss(/*with_unread=*/stopping);
+      p.accuracy = metrics.accuracy(/*with_unread=*/stopping);
       p.seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
       p.lr = lr;
       p.scale = scaler_.scale_value();
@@ -218,13 +179,12 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
   }
 
   const double seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
+  result.diverged_batch = metrics.diverged_batch();
   result.completed = last_batch == batches && result.diverged_batch < 0;
-  result.images = seen;
+  result.images = metrics.seen();
   result.batches = last_batch;
-  const double all_loss = host_loss_sum + (result.completed ? 0.0 : loss_sum.item<double>());
-  const int64_t all_correct = host_correct + (result.completed ? 0 : correct.item<int64_t>());
-  result.loss = seen ? all_loss / seen : 0;
-  result.accuracy = seen ? static_cast<double>(all_correct) / seen : 0;
+  result.loss = metrics.mean_loss(/*with_unread=*/!result.completed);
+  result.accuracy = metrics.accuracy(/*with_unread=*/!result.completed);
   result.seconds = seconds;
   result.lr = lr;
   result.scale = scaler_.scale_value();
@@ -238,11 +198,11 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
     pos.epoch = next_epoch;
   } else {
     pos.next_batch = last_batch;
-    pos.loss_sum = host_loss_sum;
-    pos.correct = host_correct;
-    pos.pending_loss = loss_sum.item<double>();
-    pos.pending_correct = correct.item<int64_t>();
-    pos.seen = seen;
+    pos.loss_sum = metrics.read_loss_sum();
+    pos.correct = metrics.read_correct();
+    pos.pending_loss = metrics.unread_loss_sum();
+    pos.pending_correct = metrics.unread_correct();
+    pos.seen = metrics.seen();
     pos.seconds = seconds;
   }
   return result;

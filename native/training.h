@@ -141,6 +141,10 @@ class TrainingSession : public LiveCount<TrainingSession> {
 
  private:
   bool data_parallel() const { return group_ && group_->world_size() > 1; }
+  // Batch b of an epoch whose (this rank's) image order is `order`: the augmented images and labels;
+  // seeds the default generator for the dropout masks of its step.
+  std::pair<torch::Tensor, torch::Tensor> training_batch(const ImageStore& data, const torch::Tensor& order,
+                                                         int64_t epoch, int64_t b);
   void start_data_parallel();
   void broadcast_buffers();
   std::shared_ptr<Network> net_;
