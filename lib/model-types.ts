@@ -48,5 +48,8 @@ export interface Model {
    */
   setBatchNormFolding(enabled: boolean): this;
   batchNormFolding(): BatchNormFolding;
+  /** The classifier's modules (state-dict prefixes: `fc`, and Inception V3's `AuxLogits.fc`): what
+   * loadWeights' resetHead leaves at its initialisation and a Trainer's freezeBackbone trains. */
+  classifierModules(): string[];
   dispose(): void;
 }

@@ -102,7 +102,9 @@ export abstract class NativeBackedModel implements Model {
 
   /** Checks the tensors against the state dict (lib/weights/load-weights.ts), then copies them in. */
   private applyWeights(path: string, tensors: Map<string, SafetensorsTensor>, opts: LoadWeightsOptions): LoadWeightsResult {
-    const { entries, result } = matchWeights(tensors, this.handle.stateDictInfo(), { ...opts, source: path, into: this.displayName });
+    const { entries, result } = matchWeights(tensors, this.handle.stateDictInfo(), {
+      ...opts, source: path, into: this.displayName, classifier: this.classifierModules(),
+    });
     this.native((h) => h.setState(entries));
     return result;
   }
@@ -198,6 +200,10 @@ export abstract class NativeBackedModel implements Model {
   }
 
   /** The smallest height and width forward() accepts. */
+  classifierModules(): string[] {
+    return this.native((h) => h.classifierModules());
+  }
+
   minInputSize(): number {
     return this.handle.minInputSize();
   }

@@ -63,6 +63,7 @@ export interface NativeModelHandle {
   forward(data: Float32Array, shape: number[]): Promise<{ shape: number[]; data: Float32Array }>;
   summary(imageSize: number): Promise<NativeSummary>;
   minInputSize(): number;
+  classifierModules(): string[];
   setFolding(enabled: boolean): void;
   foldingInfo(): NativeFoldingInfo;
   dispose(): void;

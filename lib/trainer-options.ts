@@ -89,6 +89,13 @@ export interface TrainerOptions {
    * tensors were reset. When fit() resumes, the checkpoint's weights replace them.
    */
   initWeights?: string;
+  /**
+   * Linear probing: train only the classifier (`model.classifierModules()`: `fc`, and Inception V3's
+   * `AuxLogits.fc`). The backbone's parameters get no gradient and stay as they are, and its BatchNorm
+   * layers normalise with their running statistics, which stay too. Usually with initWeights.
+   * Default false.
+   */
+  freezeBackbone?: boolean;
 }
 
 
@@ -108,6 +115,7 @@ export const TRAINER_DEFAULTS = Object.freeze({
   valSize: 5000,
   cudnnBenchmark: true,
   fusedAdam: true,
+  freezeBackbone: false,
   /** Batches between progress reads: each costs a device sync, so rarely on a GPU. */
   progressEvery: Object.freeze({ cpu: 1, cuda: 10 }),
 });
@@ -139,6 +147,7 @@ export interface ResolvedTrainerOptions {
   fusedAdam: boolean;
   progressEvery: number;
   initWeights: string | null;
+  freezeBackbone: boolean;
   /** The process group this process trains in; null alone. */
   distributed: DistributedSettings | null;
 }
@@ -183,7 +192,7 @@ function checkOptions(o: TrainerOptions): void {
   if (o.outDir !== undefined && (typeof o.outDir !== 'string' || o.outDir.trim() === '')) {
     throw new RangeError(`outDir must name a folder; got ${JSON.stringify(o.outDir)} (an empty outDir would write the run into the current directory)`);
   }
-  for (const flag of ['channelsLast', 'cudnnBenchmark', 'fusedAdam'] as const) {
+  for (const flag of ['channelsLast', 'cudnnBenchmark', 'fusedAdam', 'freezeBackbone'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
       throw new RangeError(`${flag} must be true or false; got ${JSON.stringify(o[flag])}`);
     }
@@ -246,6 +255,7 @@ export function resolveTrainerOptions(
     fusedAdam: o.fusedAdam ?? d.fusedAdam,
     progressEvery: o.progressEvery ?? (onCuda ? d.progressEvery.cuda : d.progressEvery.cpu),
     initWeights: o.initWeights === undefined ? null : path.resolve(o.initWeights),
+    freezeBackbone: o.freezeBackbone ?? d.freezeBackbone,
     distributed,
   };
 }

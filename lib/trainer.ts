@@ -149,6 +149,7 @@ export class Trainer extends EventEmitter {
       channelsLast: s.channelsLast,
       cudnnBenchmark: s.cudnnBenchmark,
       fusedAdam: s.fusedAdam,
+      freezeBackbone: s.freezeBackbone,
       progressEvery: s.progressEvery,
     });
   }

@@ -27,6 +27,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                        InstanceMethod<&NativeModel::Forward>("forward"),
                                        InstanceMethod<&NativeModel::Summary>("summary"),
                                        InstanceMethod<&NativeModel::MinInputSize>("minInputSize"),
+                                       InstanceMethod<&NativeModel::ClassifierModules>("classifierModules"),
                                        InstanceMethod<&NativeModel::SetFolding>("setFolding"),
                                        InstanceMethod<&NativeModel::FoldingInfo>("foldingInfo"),
                                        InstanceMethod<&NativeModel::Dispose>("dispose"),
@@ -200,6 +201,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value DeviceName(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&] { return Napi::String::New(info.Env(), device_.str()); });
+  }
+
+  // classifierModules() -> string[]: the state-dict prefixes of the classifier ('fc', ...).
+  Napi::Value ClassifierModules(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const auto modules = net().classifier_modules();
+      auto out = Napi::Array::New(info.Env(), modules.size());
+      for (size_t i = 0; i < modules.size(); ++i) out.Set(static_cast<uint32_t>(i), modules[i]);
+      return out;
+    });
   }
 
   Napi::Value MinInputSize(const Napi::CallbackInfo& info) {

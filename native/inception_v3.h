@@ -96,6 +96,7 @@ class InceptionV3Impl : public Network {
   std::string display_name() const override { return "InceptionV3"; }
   int64_t min_input_size() const override { return 75; }
   std::vector<std::string> training_only_stages() const override { return {"AuxLogits"}; }
+  std::vector<std::string> classifier_modules() const override { return {"fc", "AuxLogits.fc"}; }
 
  protected:
   NetworkOutput forward_impl(torch::Tensor x) override;

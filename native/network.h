@@ -50,6 +50,9 @@ class Network : public torch::nn::Module, public LiveCount<Network> {
   virtual int64_t min_input_size() const = 0;
   // Stages that run in training mode only (shown by summaries, left out of their eval totals).
   virtual std::vector<std::string> training_only_stages() const { return {}; }
+  // The classifier modules (state-dict prefixes): what a new number of classes replaces, and what
+  // training with a frozen backbone trains.
+  virtual std::vector<std::string> classifier_modules() const = 0;
 
   // Throws std::invalid_argument naming the expected shape when `shape` is not [N, 3, H, W]
   // with H, W >= min_input_size().

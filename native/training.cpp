@@ -1,5 +1,6 @@
 #include "training.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -22,7 +23,26 @@ uint64_t mix_seed(uint64_t seed, int64_t epoch, int64_t batch) {
   return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFULL;
 }
 
+// Turns off the gradients of every parameter outside the classifier modules; returns them.
+std::vector<torch::Tensor> freeze_backbone(Network& net) {
+  const auto classifier = net.classifier_modules();
+  std::vector<torch::Tensor> frozen;
+  for (const auto& p : net.named_parameters()) {
+    const auto& name = p.key();
+    const bool in_classifier = std::any_of(classifier.begin(), classifier.end(),
+                                           [&](const std::string& m) { return name.rfind(m + ".", 0) == 0; });
+    if (in_classifier || !p.value().requires_grad()) continue;
+    p.value().set_requires_grad(false);
+    frozen.push_back(p.value());
+  }
+  return frozen;
+}
+
 }  // namespace
+
+TrainingSession::~TrainingSession() {
+  for (auto& p : frozen_) p.set_requires_grad(true);
+}
 
 TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device,
                                  int64_t train_size, std::shared_ptr<DistributedGroup> group)
@@ -30,6 +50,7 @@ TrainingSession::TrainingSession(std::shared_ptr<Network> net, const TrainConfig
       config_(config),
       device_(device),
       train_size_(train_size),
+      frozen_(config.freeze_backbone ? freeze_backbone(*net_) : std::vector<torch::Tensor>{}),
       optimizer_(
           [&] {
             if (config.channels_last) {
@@ -134,6 +155,12 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
   const int64_t batches = batches_per_epoch();
   start_data_parallel();
   net_->train();
+  if (config_.freeze_backbone) {
+    // A frozen backbone's BatchNorm layers normalise with their running statistics and keep them.
+    for (auto& module : net_->modules(/*include_self=*/false)) {
+      if (module->as<torch::nn::BatchNorm2dImpl>()) module->eval();
+    }
+  }
 
   // The epoch's order of this rank's images.
   const auto order = epoch_indices(pos.epoch);

@@ -42,6 +42,9 @@ struct TrainConfig {
   // Batches between reads of the device-side metrics; the caller chooses (lib/trainer-options.ts:
   // every batch on the CPU, every 10th on CUDA), 1 here reads every batch.
   int64_t progress_every = 1;
+  // Linear probing: only the classifier (Network::classifier_modules()) trains; the backbone's
+  // parameters get no gradient and its BatchNorm layers keep their running statistics (eval mode).
+  bool freeze_backbone = false;
 };
 
 struct TrainProgress {
@@ -104,6 +107,10 @@ class TrainingSession : public LiveCount<TrainingSession> {
   // metrics, the stop request and evaluation are all-reduced.
   TrainingSession(std::shared_ptr<Network> net, const TrainConfig& config, torch::Device device, int64_t train_size,
                   std::shared_ptr<DistributedGroup> group = nullptr);
+  // Gives a frozen backbone its gradients back (the model outlives the session).
+  ~TrainingSession();
+  TrainingSession(const TrainingSession&) = delete;
+  TrainingSession& operator=(const TrainingSession&) = delete;
 
   // Trains from `position` to the end of its epoch, or until `stop` becomes true (checked after
   // each batch; data-parallel: when the metrics are read, and on any rank stops every rank). Every shuffle, crop, flip
@@ -151,6 +158,7 @@ class TrainingSession : public LiveCount<TrainingSession> {
   TrainConfig config_;
   torch::Device device_;
   int64_t train_size_;
+  std::vector<torch::Tensor> frozen_;  // the backbone's parameters while frozen (before optimizer_: it skips them)
   Adam optimizer_;
   GradScaler scaler_;
   EpochPosition position_;

@@ -34,6 +34,7 @@ TrainConfig train_config_of(const Napi::Object& o) {
   c.channels_last = bool_option(o, "channelsLast", c.channels_last);
   c.cudnn_benchmark = bool_option(o, "cudnnBenchmark", c.cudnn_benchmark);
   c.fused_adam = bool_option(o, "fusedAdam", c.fused_adam);
+  c.freeze_backbone = bool_option(o, "freezeBackbone", c.freeze_backbone);
   c.progress_every = std::max<int64_t>(1, int_option(o, "progressEvery", c.progress_every));
   if (o.Has("scaler") && o.Get("scaler").IsObject()) {
     auto s = o.Get("scaler").As<Napi::Object>();

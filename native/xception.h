@@ -71,6 +71,7 @@ class XceptionImpl : public Network {
   std::string model_name() const override { return "xception"; }
   std::string display_name() const override { return "Xception"; }
   int64_t min_input_size() const override;
+  std::vector<std::string> classifier_modules() const override { return {"fc"}; }
 
  protected:
   NetworkOutput forward_impl(torch::Tensor x) override;

@@ -8,10 +8,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { native } from '../lib/native';
-import { readSafetensors } from '../lib/safetensors';
 import { freePort } from '../lib/distributed/free-port';
 import { findCheckpoint, modelFile, readCheckpointState } from '../lib/checkpoint';
 import { PYTHON, requirePythonTorch } from './helpers/python';
+import { readTensors, relativeDifference } from './helpers/tensors';
 
 jest.setTimeout(600_000);
 
@@ -48,28 +48,6 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd =
 }
 
 /** Relative difference of two tensors as whole vectors: |a - b| / |b| (0 when both are 0). */
-function relativeDifference(a: Float32Array | Float64Array | BigInt64Array, b: Float32Array | Float64Array | BigInt64Array): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = Number(a[i]);
-    const y = Number(b[i]);
-    diff += (x - y) ** 2;
-    norm += y * y;
-  }
-  return norm === 0 ? Math.sqrt(diff) : Math.sqrt(diff / norm);
-}
-
-async function readTensors(file: string): Promise<Map<string, Float32Array | Float64Array | BigInt64Array>> {
-  const out = new Map<string, Float32Array | Float64Array | BigInt64Array>();
-  const { tensors } = await readSafetensors(file);
-  for (const [name, t] of tensors) {
-    const bytes = t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength);
-    out.set(name, t.dtype === 'I64' ? new BigInt64Array(bytes) : t.dtype === 'F64' ? new Float64Array(bytes) : new Float32Array(bytes));
-  }
-  return out;
-}
-
 describe('sharding', () => {
   it.each([[11, 2], [11, 3], [12, 4], [3, 4], [10, 2], [50, 3]])('%i images over %i ranks: DistributedSampler\'s indices', (size, world) => {
     const { order, ranks } = ddpOracle<{ order: number[]; ranks: number[][] }>(['sampler', '--size', String(size), '--world', String(world), '--seed', '7', '--epoch', '2']);

@@ -14,7 +14,7 @@ describe('resolveTrainerOptions', () => {
       schedule: 'constant', labelSmoothing: 0, amp: 'off', device: 'cpu',
       preprocessing: { resize: 320, evalResize: 299, crop: 299, flip: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], strategy: 'auto' },
       seed: 0, auxLossWeight: 0.4, valSize: 5000, trainLimit: null, evalLimit: null, threads: 2,
-      channelsLast: false, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null, distributed: null,
+      channelsLast: false, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null, freezeBackbone: false, distributed: null,
     });
   });
 
@@ -44,6 +44,7 @@ describe('resolveTrainerOptions', () => {
       [{ amp: 'fp8' }, /amp must be 'auto', 'fp16', 'bf16' or 'off'/],
       [{ outDir: ' ' }, /outDir must name a folder/],
       [{ fusedAdam: 1 }, /fusedAdam must be true or false/],
+      [{ freezeBackbone: 'yes' }, /freezeBackbone must be true or false/],
       [{ preprocessing: { crop: 4096 } }, /preprocessing.crop must be at most 2048/],
     ];
     for (const [extra, message] of bad) expect(() => resolveTrainerOptions({ model: 'xception', ...extra } as never, cpu)).toThrow(message);

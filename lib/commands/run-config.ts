@@ -25,7 +25,7 @@ import type { TrainSettings } from './train';
 const WRITTEN: ReadonlyArray<keyof TrainSettings> = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing', 'amp',
   'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'fusedAdam', 'initWeights',
+  'evalLimit', 'seed', 'fusedAdam', 'initWeights', 'freezeBackbone',
 ];
 
 const describeSynthetic = (s: SyntheticDatasetOptions): string =>

@@ -37,6 +37,7 @@ export interface TrainSettings {
   threads?: number;
   fusedAdam: boolean;
   initWeights?: string;
+  freezeBackbone?: boolean;
   out?: string;
 }
 
@@ -59,7 +60,7 @@ const DATASET_CLASSES = 10;
 const OPTION_KEYS = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
   'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'out',
+  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'freezeBackbone', 'out',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
 /** --quick's help: what the preset sets. */
@@ -105,6 +106,7 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
     evalLimit: o.evalLimit ?? undefined,
     seed: o.seed,
     fusedAdam: o.fusedAdam,
+    freezeBackbone: o.freezeBackbone,
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
 }
@@ -176,6 +178,7 @@ export function toTrainerOptions(s: TrainSettings): TrainerOptions {
     threads: s.threads,
     fusedAdam: s.fusedAdam,
     initWeights: s.initWeights,
+    freezeBackbone: s.freezeBackbone,
   };
 }
 
@@ -189,5 +192,5 @@ export function describeSetup(s: TrainSettings, resolved: ResolvedTrainerOptions
   const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
   return `${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
     `batch ${s.batchSize}, ${s.epochs} epoch${s.epochs === 1 ? '' : 's'}, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
-    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}`;
+    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}${s.freezeBackbone ? ', frozen backbone (the classifier trains)' : ''}`;
 }

@@ -65,6 +65,7 @@ export function addTrainOptions(
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), TRAINER_DEFAULTS.seed);
   cmd.option('--threads <n>', 'CPU threads (default: all cores)', integer(1, maxThreads()));
   cmd.option('--init-weights <file>', 'start from these weights (.safetensors, or a PyTorch .pth/.pt/.bin state dict); a classifier of another shape starts fresh', folder);
+  cmd.option('--freeze-backbone', 'train only the classifier (linear probing; usually with --init-weights): the backbone and its BatchNorm statistics stay as they are');
   cmd.option('--no-fused-adam', 'CUDA: run Adam per tensor instead of the fused kernels (a fallback; no effect on the CPU)');
   cmd.option('--out <dir>', o.out ?? 'run folder (default: runs/<model>-<timestamp>)', folder);
   cmd.option('--resume', o.resume ?? 'continue the run in --out from its checkpoints/last, with its options unless given here');

@@ -36,12 +36,6 @@ export interface WeightsFile {
   tensors: Map<string, SafetensorsTensor>;
 }
 
-/** The classifier modules resetHead leaves alone. */
-const HEAD_MODULES = ['fc', 'AuxLogits.fc'];
-
-function headModule(name: string): string | undefined {
-  return HEAD_MODULES.find((m) => name.startsWith(`${m}.`));
-}
 
 // A safetensors file starts with its header's length, then the JSON header: '{' at byte 8.
 function looksLikeSafetensors(bytes: Uint8Array): boolean {
@@ -71,6 +65,8 @@ export interface MatchOptions extends LoadWeightsOptions {
   source: string;
   /** The model, as messages name it ('Xception'). */
   into: string;
+  /** The model's classifier modules (model.classifierModules()), which resetHead leaves alone. */
+  classifier: readonly string[];
 }
 
 /**
@@ -84,6 +80,7 @@ export function matchWeights(
   opts: MatchOptions,
 ): { entries: NativeTensorInput[]; result: LoadWeightsResult } {
   const strict = opts.strict ?? true;
+  const headModule = (name: string): string | undefined => opts.classifier.find((m) => name.startsWith(`${m}.`));
   const resetHead = opts.resetHead ?? false;
   const modelNames = new Set(expected.map((t) => t.name));
   const fileNames = [...tensors.keys()];

@@ -7,7 +7,10 @@
   ddp.py train --model M --options JSON --dir D --world W --batch B --lr LR --seed S --size H
         reads D/images.u8 ([N, 3, H, H] uint8), D/labels.u8 and D/initial.safetensors; runs W
         processes of DDP(model) with Adam over one epoch of DistributedSampler shards (global batch B,
-        no augmentation), and writes rank 0's final state dict to D/python.safetensors
+        no augmentation), and writes rank 0's final state dict to D/python.safetensors;
+        --freeze-backbone trains the classifier only, as torchvision's fine-tuning tutorial's feature
+        extraction does (requires_grad off elsewhere, Adam over the rest), with the backbone's
+        BatchNorm layers in eval mode
 """
 import argparse
 import json
@@ -25,6 +28,9 @@ import safetensors_io  # noqa: E402
 from parity import build  # noqa: E402
 
 MASK = (1 << 64) - 1
+
+# The classifier of each model: the new layers of torchvision's fine-tuning tutorial.
+CLASSIFIER = {"xception": ["fc"], "inception_v3": ["fc", "AuxLogits.fc"]}
 
 
 def mix_seed(seed, epoch, batch):
@@ -53,8 +59,14 @@ def worker(rank, a, port):
     net = build(a.model, options)
     net.load_state_dict(safetensors_io.load(os.path.join(a.dir, "initial.safetensors")))
     net.train()
+    if a.freeze_backbone:
+        for name, p in net.named_parameters():
+            p.requires_grad_(any(name.startswith(m + ".") for m in CLASSIFIER[a.model]))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     model = torch.nn.parallel.DistributedDataParallel(net)  # broadcast_buffers=True, 25 MB buckets
-    optimizer = torch.optim.Adam(model.parameters(), lr=a.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=a.lr)
     raw = open(os.path.join(a.dir, "images.u8"), "rb").read()
     labels = torch.tensor(list(open(os.path.join(a.dir, "labels.u8"), "rb").read()), dtype=torch.long)
     n = labels.numel()
@@ -95,6 +107,7 @@ def main():
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--port", type=int)
+    p.add_argument("--freeze-backbone", action="store_true")
     a = p.parse_args()
     if a.command == "sampler":
         g = torch.Generator()
