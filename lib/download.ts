@@ -66,6 +66,8 @@ export async function download(opts: DownloadOptions): Promise<void> {
 }
 
 async function fetchToFile(opts: DownloadOptions, tmp: string, deadlineMs: number): Promise<void> {
+  // Parsed before the deadline's timer starts: a bad URL must not leave it keeping the process alive.
+  const start = new URL(opts.url);
   const controller = new AbortController();
   // setTimeout fires at once beyond 2^31 - 1 ms (24.8 days); a longer deadline is as good as none.
   const timer = setTimeout(() => controller.abort(), Math.min(deadlineMs, 2 ** 31 - 1));
@@ -76,7 +78,6 @@ async function fetchToFile(opts: DownloadOptions, tmp: string, deadlineMs: numbe
     deadline: controller.signal,
     env: opts.env ?? process.env,
   };
-  const start = new URL(opts.url);
   try {
     const { res, idle, where } = await follow(t, start);
     await receiveBody(t, res, idle, tmp, where);

@@ -100,6 +100,14 @@ afterEach(() => {
 });
 
 describe('download', () => {
+  test('a malformed URL fails at once and leaves no deadline timer behind (it would keep the process alive for hours)', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    await expect(download({ url: 'not a url', dest: path.join(tmp, 'never.bin'), quiet: true })).rejects.toThrow(/Invalid URL/);
+    expect(timers()).toBe(before);
+    expect(fs.existsSync(path.join(tmp, 'never.bin'))).toBe(false);
+  });
+
   test('downloads a file and verifies sha256 and md5', async () => {
     const dest = path.join(tmp, 'sub', 'file.bin');
     const seen: Array<[number, number | undefined]> = [];
