@@ -153,15 +153,7 @@ export abstract class NativeBackedModel implements Model {
       throw new ModelError(`${this.displayName}.forward expects { shape: number[], data: Float32Array }`);
     }
     this.checkNotTraining('forward()');
-    const pass = this.native((h) => h.forward(x.data, x.shape));
-    this.inFlight.add(pass);
-    try {
-      return await pass;
-    } catch (error) {
-      throw fromNative(error);
-    } finally {
-      this.inFlight.delete(pass);
-    }
+    return this.onWorker((h) => h.forward(x.data, x.shape));
   }
 
   async summary(imageSize = 299): Promise<ModelSummary> {
@@ -169,15 +161,7 @@ export abstract class NativeBackedModel implements Model {
       throw new ModelError(`imageSize must be an integer from 1 to ${LIMITS.imageSize}; got ${imageSize}`);
     }
     this.checkNotTraining('summary()');
-    const pass = this.native((h) => h.summary(imageSize));
-    this.inFlight.add(pass);
-    try {
-      return await pass;
-    } catch (error) {
-      throw fromNative(error);
-    } finally {
-      this.inFlight.delete(pass);
-    }
+    return this.onWorker((h) => h.summary(imageSize));
   }
 
   /**
@@ -232,6 +216,19 @@ export abstract class NativeBackedModel implements Model {
 
   // Native errors keep their kind: ModelError for bad input, NativeRuntimeError for failures at
   // run time, each with libtorch's message (no C++ backtrace).
+  /** A native call that runs on a worker thread: dispose() waits for it, its errors become ModelErrors. */
+  private async onWorker<T>(call: (handle: NativeModelHandle) => Promise<T>): Promise<T> {
+    const pass = this.native(call);
+    this.inFlight.add(pass);
+    try {
+      return await pass;
+    } catch (error) {
+      throw fromNative(error);
+    } finally {
+      this.inFlight.delete(pass);
+    }
+  }
+
   private native<T>(call: (handle: NativeModelHandle) => T): T {
     const handle = this.handle;
     try {

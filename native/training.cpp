@@ -183,9 +183,10 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
     // Metrics are read at fixed batch numbers (so an interrupted epoch sums in the same order).
     // One process stops after any batch; data-parallel ranks only where they all read them.
     const bool read_point = last_batch % config_.progress_every == 0 || last_batch == batches;
-    bool stopping = data_parallel() ? false : stop.load();
+    const bool stop_requested = stop.load();
+    bool stopping = data_parallel() ? false : stop_requested;
     if (read_point) {
-      const bool any_rank_stopping = metrics.read(data_parallel() ? group_.get() : nullptr, stop.load());
+      const bool any_rank_stopping = metrics.read(data_parallel() ? group_.get() : nullptr, stop_requested);
       if (data_parallel()) stopping = any_rank_stopping;
     }
     if (metrics.diverged_batch() >= 0) break;

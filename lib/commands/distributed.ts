@@ -80,15 +80,13 @@ export async function launchIfRequested(opts: Record<string, unknown>, cmd: Comm
   // Each worker would otherwise name the default folder after its own clock. (--resume without
   // --out is left for the workers to refuse.)
   if (opts.out === undefined && !opts.resume) argv.push('--out', c.defaultOut);
-  // Given by the user: on the command line, in the environment or in a -c file.
-  const given = (key: string) => givenByUser(cmd, key);
   return launchWorkers({
     nprocPerNode: nproc,
     argv,
     masterAddr: opts.masterAddr as string,
     masterPort: opts.masterPort as number | undefined,
     // N workers each with every core would oversubscribe the CPU N times.
-    threadsPerWorker: given('threads') ? undefined : defaultThreadsPerWorker(nproc),
+    threadsPerWorker: givenByUser(cmd, 'threads') ? undefined : defaultThreadsPerWorker(nproc),
     env,
   });
 }
@@ -98,11 +96,9 @@ function checkLaunch(opts: Record<string, unknown>, cmd: Command, nproc: number,
   if (opts.paramsOnly || opts.throughput) {
     throw new UsageError('--nproc-per-node trains in parallel; --params-only and --throughput run in one process');
   }
-  // Given by the user: on the command line, in the environment or in a -c file.
-  const given = (key: string) => givenByUser(cmd, key);
   // As resolveTrainSettings layers them; a resumed run's own settings are checked by the workers.
   const effective = <K extends keyof TrainSettings>(key: K): unknown =>
-    (given(key) ? opts[key] : opts.quick && quick[key] !== undefined ? quick[key] : opts.resume ? undefined : opts[key]);
+    (givenByUser(cmd, key) ? opts[key] : opts.quick && quick[key] !== undefined ? quick[key] : opts.resume ? undefined : opts[key]);
   const device = effective('device');
   if (opts.distBackend === 'nccl' && typeof device === 'string' && device === 'cpu') {
     throw new UsageError('--dist-backend nccl reduces CUDA tensors only; use --device cuda, or --dist-backend gloo on the CPU');
