@@ -158,10 +158,33 @@ export interface NativeTrainState {
   optimizer: NativeTensor[];
 }
 
+export interface PixelBox {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** Batches decoded in JavaScript, handed to an epoch or evaluation running natively (native/fed_batches.h). */
+export interface NativeBatchFeedHandle {
+  /** The images of the split (training: the length of each epoch's permutation). */
+  size(): number;
+  /** Starts a phase: drops queued batches and a failure. */
+  reset(): void;
+  /** Queues a copy of a batch: phase (epoch, or -1 for evaluation), its number, uint8 [B, H, W, 3] pixels, labels. */
+  push(phase: number, index: number, images: Uint8Array, shape: number[], labels: Int32Array): void;
+  /** The waiting epoch or evaluation fails with `message`. */
+  fail(message: string): void;
+  pending(): number;
+  /** Pops and normalises `batches` batches of `phase` on a worker thread, as an epoch does before its model step (bench:folder). */
+  drain(phase: number, batches: number, preprocessing?: NativePreprocessing): Promise<{ images: number; seconds: number }>;
+  dispose(): void;
+}
+
 export interface NativeTrainerHandle {
   trainEpoch(onProgress?: (p: NativeTrainProgress) => void): Promise<NativeEpochResult>;
   stop(): void;
-  evaluate(dataset: NativeDatasetHandle, batchSize: number, numClasses: number): Promise<NativeEvalResult>;
+  evaluate(dataset: NativeDatasetHandle | NativeBatchFeedHandle, batchSize: number, numClasses: number): Promise<NativeEvalResult>;
   batchesPerEpoch(): number;
   /** This rank's training images of an epoch, in training order. */
   epochIndices(epoch: number): Int32Array;
@@ -230,7 +253,23 @@ export interface LiveNativeObjects {
 export interface NativeAddon {
   NativeModel: new (name: string, options: object) => NativeModelHandle;
   NativeDataset: new (images: Uint8Array, labels: Uint8Array, shape: number[], device: string) => NativeDatasetHandle;
-  NativeTrainer: new (model: NativeModelHandle, train: NativeDatasetHandle, config: object) => NativeTrainerHandle;
+  /**
+   * PIL's resize of the `from` box of an RGB image to resizedWidth x resizedHeight, of which `window`
+   * (mirrored when `flip`) is written into `out` at byte `offset`, on a libuv worker (native/pil_resample.h).
+   */
+  resampleRgb(
+    src: Uint8Array, width: number, height: number, from: PixelBox, resizedWidth: number, resizedHeight: number,
+    window: PixelBox, filter: 'bilinear' | 'bicubic', flip: boolean, out: Uint8Array, offset: number,
+  ): Promise<void>;
+  /** Whether the addon decodes JPEGs itself (built with the system's libjpeg). */
+  jpegDecoder: boolean;
+  /** A JPEG's RGB bytes as PIL's loader gets them, decoded on a libuv worker; null for a CMYK/YCCK file. */
+  decodeJpeg(bytes: Uint8Array, maxPixels: number): Promise<{ width: number; height: number; data: Uint8Array } | null>;
+  /** decodeJpeg of a file, read on the worker too; null also when it is not a JPEG. */
+  decodeJpegFile(path: string, maxPixels: number): Promise<{ width: number; height: number; data: Uint8Array } | null>;
+  /** onPop is called (on the event loop) after each batch the native side takes, with the number still queued. */
+  NativeBatchFeed: new (size: number, onPop?: (pending: number) => void) => NativeBatchFeedHandle;
+  NativeTrainer: new (model: NativeModelHandle, train: NativeDatasetHandle | NativeBatchFeedHandle, config: object) => NativeTrainerHandle;
   /** One step of the training loop's Adam/AdamW on `device` (default 'cpu'), for checks against torch.optim. */
   adamStep(args: {
     params: FloatTensor[]; grads: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number;

@@ -40,3 +40,18 @@ export function permutation(n: number, seed: number): Uint32Array {
   }
   return out;
 }
+
+/**
+ * One 32-bit seed from several integers (a seed, an epoch, a position...), each mixed in with
+ * murmur3's finaliser so that neighbouring inputs give unrelated streams.
+ */
+export function mixSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const part of parts) {
+    h = imul(h ^ toSeed(part), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}

@@ -36,4 +36,6 @@ export interface RunMeta {
   history: EpochRecord[];
   bestValAccuracy: number;
   bestEpoch?: number;
+  /** The dataset's class names, one per output in order (predict labels its classes with them). */
+  classNames?: string[];
 }

@@ -28,6 +28,8 @@ export interface RuntimeInfo {
   distributedBackends: string[];
   /** Why this build has no c10d backend, when it has none. */
   distributedMissing?: string;
+  /** Who decodes JPEGs: the addon with the system's libjpeg, or sharp (an addon built without libjpeg-dev). */
+  jpegDecoder: 'libjpeg' | 'sharp';
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -48,6 +50,7 @@ export function runtimeInfo(): RuntimeInfo {
     liveNativeObjects: info.liveNativeObjects,
     distributedBackends: info.distributedBackends,
     distributedMissing: info.distributedMissing,
+    jpegDecoder: native().jpegDecoder ? 'libjpeg' : 'sharp',
   };
 }
 

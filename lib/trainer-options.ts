@@ -6,6 +6,7 @@
 import * as path from 'path';
 import type { DatasetSplits, SyntheticDatasetOptions } from './datasets';
 import { Preprocessing, resolvePreprocessing } from './datasets/device-dataset';
+import { ImageFolderOptions, resolveImageFolderOptions } from './datasets/image-folder';
 import type { GradScaler } from './grad-scaler';
 import { LIMITS, maxThreads } from './limits';
 import { resolveDevice, runtimeInfo } from './runtime';
@@ -31,13 +32,19 @@ export interface TrainerOptions {
   /** A model name (built with `modelOptions`) or a model you made. */
   model: ModelName | Xception | InceptionV3;
   modelOptions?: XceptionOptions | InceptionV3Options;
-  /** 'cifar10' (downloaded and cached on first use), 'synthetic', or your own splits. Default 'cifar10'. */
-  dataset?: 'cifar10' | 'synthetic' | DatasetSplits;
-  /** CIFAR-10: the folder holding cifar-10-batches-bin/ or that folder itself. */
+  /**
+   * 'cifar10' (downloaded and cached on first use), 'synthetic', 'folder' (your images in dataDir,
+   * ImageFolder's layout, streamed from disk), or your own splits in memory. Default 'cifar10'.
+   */
+  dataset?: 'cifar10' | 'synthetic' | 'folder' | DatasetSplits;
+  /** CIFAR-10: the folder holding cifar-10-batches-bin/ or that folder itself; 'folder': the image folder. */
   dataDir?: string;
+  /** dataset 'folder': crops (RandomResizedCrop, crop_pct, filter), prefetch depth, bad files. */
+  imageFolder?: ImageFolderOptions;
   /** Synthetic dataset sizes and seed. */
   synthetic?: SyntheticDatasetOptions;
-  /** CIFAR-10: images held out of the training set for validation. Default 5000. */
+  /** Images held out of the training set for validation: CIFAR-10's default 5000; an image folder
+   * without val/ holds out a tenth by default. */
   valSize?: number;
   /** Use only the first N training images. */
   trainLimit?: number;
@@ -127,6 +134,7 @@ export interface ResolvedTrainerOptions {
   dataset: string;
   dataDir: string | null;
   synthetic: SyntheticDatasetOptions | null;
+  imageFolder: Required<ImageFolderOptions> | null;
   epochs: number;
   batchSize: number;
   evalBatchSize: number;
@@ -138,7 +146,8 @@ export interface ResolvedTrainerOptions {
   preprocessing: Required<Preprocessing>;
   seed: number;
   auxLossWeight: number;
-  valSize: number;
+  /** null: a tenth of an image folder without val/. */
+  valSize: number | null;
   trainLimit: number | null;
   evalLimit: number | null;
   threads: number;
@@ -200,6 +209,9 @@ function checkOptions(o: TrainerOptions): void {
   if (o.initWeights !== undefined && (typeof o.initWeights !== 'string' || o.initWeights.trim() === '')) {
     throw new RangeError(`initWeights must name a weights file; got ${JSON.stringify(o.initWeights)}`);
   }
+  if (o.dataset === 'folder' && (typeof o.dataDir !== 'string' || o.dataDir.trim() === '')) {
+    throw new RangeError("dataset 'folder' needs dataDir: the folder of images (one sub-folder per class)");
+  }
   if (o.amp !== undefined && !['auto', 'fp16', 'bf16', 'off'].includes(o.amp)) {
     throw new RangeError(`amp must be 'auto', 'fp16', 'bf16' or 'off'; got ${String(o.amp)}`);
   }
@@ -231,10 +243,11 @@ export function resolveTrainerOptions(
   return {
     model: typeof o.model === 'string' ? o.model : o.model.name,
     modelOptions: typeof o.model === 'string'
-      ? { numClasses: d.numClasses, ...o.modelOptions } : { ...o.model.options },
+      ? { ...o.modelOptions, numClasses: o.modelOptions?.numClasses ?? (o.dataset === 'folder' ? undefined : d.numClasses) } : { ...o.model.options },
     dataset: typeof o.dataset === 'object' ? o.dataset.name : (o.dataset ?? d.dataset),
     dataDir: o.dataDir ?? null,
     synthetic: o.synthetic ?? null,
+    imageFolder: o.dataset === 'folder' ? resolveImageFolderOptions(o.imageFolder) : null,
     epochs: o.epochs ?? d.epochs,
     batchSize,
     evalBatchSize: o.evalBatchSize ?? batchSize,
@@ -246,7 +259,7 @@ export function resolveTrainerOptions(
     preprocessing: resolvePreprocessing(o.preprocessing),
     seed: o.seed ?? d.seed,
     auxLossWeight: o.auxLossWeight ?? d.auxLossWeight,
-    valSize: o.valSize ?? d.valSize,
+    valSize: o.valSize ?? (o.dataset === 'folder' ? null : d.valSize),
     trainLimit: o.trainLimit ?? null,
     evalLimit: o.evalLimit ?? null,
     threads: o.threads ?? runtime.threads,

@@ -5,8 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { removeStaleTemporaries } from './atomic-write';
 import { findCheckpoint, modelFile, removeSupersededCheckpoints, writeCheckpoint } from './checkpoint';
-import type { DatasetSplits } from './datasets';
-import { DeviceDataset } from './datasets/device-dataset';
+import type { FeedPhase } from './datasets/folder-feeder';
+import { imageFolderClasses } from './datasets/image-folder';
 import { TrainingDivergedError } from './errors';
 import { EvalResult, toEvalResult } from './eval-result';
 import { GradScaler } from './grad-scaler';
@@ -21,7 +21,7 @@ import { epochRecord, writeHistory, writeMetrics } from './run-records';
 import { withRunLock } from './run-lock';
 import { setNumThreads } from './runtime';
 import { joinProcessGroup } from './distributed/process-group';
-import { loadTrainingSplits } from './training-data';
+import { disposeData, loadTrainingData, trainFeedPhase, TrainingData } from './training-data';
 import { resolveTrainerOptions, ResolvedTrainerOptions, TrainerOptions } from './trainer-options';
 
 export type { EpochRecord, EvalResult };
@@ -56,8 +56,7 @@ export class Trainer extends EventEmitter {
   private readonly settings: ResolvedTrainerOptions;
   readonly outDir: string;
   private model?: Xception | InceptionV3;
-  private splits?: DatasetSplits;
-  private devices = new Map<'train' | 'val' | 'test', DeviceDataset>();
+  private data?: TrainingData;
   private session?: NativeTrainerHandle;
   /** Data-parallel: the c10d process group this process trains in. */
   private group?: NativeProcessGroupHandle;
@@ -111,25 +110,27 @@ export class Trainer extends EventEmitter {
     if (o.threads) setNumThreads(o.threads);
     // The model first: what it accepts is checked before the data loads.
     const model = await this.buildModel();
-    const splits = await loadTrainingSplits(this.options, this.settings);
-    // dispose() while the data loaded: build nothing more.
-    this.checkNotDisposed();
-    const classes = (model.options as { numClasses: number }).numClasses;
-    if (classes < splits.classNames.length) {
-      throw new RangeError(`the model has ${classes} outputs but the dataset has ${splits.classNames.length} classes`);
-    }
-    this.splits = splits;
     model.to(s.device as Device);
-    for (const split of ['train', 'val', 'test'] as const) {
-      this.devices.set(split, DeviceDataset.fromImageSet(splits[split], s.device as Device));
+    const data = await loadTrainingData(o, s, s.device as Device, (error) => this.emit('badImage', error));
+    try {
+      // dispose() while the data loaded: build nothing more.
+      this.checkNotDisposed();
+      const classes = (model.options as { numClasses: number }).numClasses;
+      if (classes < data.classNames.length) {
+        throw new RangeError(`the model has ${classes} outputs but the dataset has ${data.classNames.length} classes`);
+      }
+    } catch (error) {
+      disposeData(data);
+      throw error;
     }
+    this.data = data;
     this.scaler = o.gradScaler === false ? undefined : o.gradScaler ?? (s.amp === 'fp16' ? new GradScaler() : undefined);
     if (s.distributed) {
       // The rendezvous (once per process): resolves once every rank has joined, or fails after the timeout.
       this.group = await joinProcessGroup(s.distributed);
       this.checkNotDisposed();
     }
-    this.session = new (native().NativeTrainer)(model.nativeHandle, this.devices.get('train')!.nativeHandle, {
+    this.session = new (native().NativeTrainer)(model.nativeHandle, data.splits.train.handle, {
       group: this.group,
       batchSize: s.batchSize,
       epochs: s.epochs,
@@ -163,6 +164,10 @@ export class Trainer extends EventEmitter {
     if (this.model) return this.model;
     const o = this.options;
     const s = this.settings;
+    // An image folder's model gets one output per class unless told otherwise.
+    if (typeof o.model === 'string' && s.imageFolder && s.modelOptions.numClasses === undefined) {
+      s.modelOptions.numClasses = Math.max(1, (await imageFolderClasses(s.dataDir!)).length);
+    }
     // The same seed gives the same initial weights.
     if (typeof o.model === 'string') native().manualSeed(s.seed);
     const model = typeof o.model === 'string' ? createModel(o.model, s.modelOptions as never) : o.model;
@@ -224,6 +229,7 @@ export class Trainer extends EventEmitter {
     const checkpoints = path.join(this.outDir, 'checkpoints');
     let meta: RunMeta = {
       model: this.settings.model, modelOptions: this.settings.modelOptions, options: { ...this.settings }, history: [], bestValAccuracy: -1,
+      classNames: this.data!.classNames,
     };
     if (opts.resume) {
       const { folder, saved } = await readResumeCheckpoint(checkpoints, meta, session.batchesPerEpoch());
@@ -231,7 +237,7 @@ export class Trainer extends EventEmitter {
       this.checkNotDisposed();
       session.setState({ ...saved.train, optimizer: saved.optimizer });
       this.scaler?.update(saved.train.scaler);
-      meta = { ...saved.meta, options: meta.options };
+      meta = { ...saved.meta, options: meta.options, classNames: meta.classNames };
     }
     const owner = this.ownsRunFolder;
     if (owner) await fs.promises.mkdir(this.outDir, { recursive: true });
@@ -249,12 +255,12 @@ export class Trainer extends EventEmitter {
           interrupted = true;
           break;
         }
-        const epoch = session.getCounters().position.epoch;
-        const result = await session.trainEpoch((p) => {
+        const { epoch, nextBatch } = session.getCounters().position;
+        const result = await this.data!.splits.train.run(() => trainFeedPhase(session, this.settings, this.rank, epoch, nextBatch), () => session.trainEpoch((p) => {
           const event: BatchEvent = { ...p, imagesPerSecond: p.seconds > 0 ? p.images / p.seconds : 0 };
           if (curves) recordBatch(curves, event);
           this.emit('batch', event);
-        });
+        }));
         // dispose() during the epoch: stop here, and write nothing from a model being freed.
         this.checkNotDisposed();
         this.ranFusedAdam = result.fusedAdam;
@@ -309,11 +315,13 @@ export class Trainer extends EventEmitter {
 
   private async evaluateSplit(split: 'val' | 'test'): Promise<EvalResult> {
     this.checkNotDisposed();
-    const classNames = this.splits!.classNames;
+    const { classNames, splits } = this.data!;
     const classes = (this.model!.options as { numClasses: number }).numClasses;
     // Data-parallel: each rank evaluates its share of the split with its share of the batch.
     const batchSize = Math.ceil(this.settings.evalBatchSize / this.worldSize);
-    const r = await this.session!.evaluate(this.devices.get(split)!.nativeHandle, batchSize, classes);
+    const source = splits[split];
+    const phase: FeedPhase = { kind: 'eval', batchSize, rank: this.rank, worldSize: this.worldSize };
+    const r = await source.run(() => phase, () => this.session!.evaluate(source.handle, batchSize, classes));
     return toEvalResult(split, r, classNames, classes);
   }
 
@@ -373,8 +381,8 @@ export class Trainer extends EventEmitter {
     this.session?.stop();
     this.session?.dispose();
     this.session = undefined;
-    for (const dataset of this.devices.values()) dataset.dispose();
-    this.devices.clear();
+    if (this.data) disposeData(this.data);
+    this.data = undefined;
     // The process group stays joined for the process's next Trainer (lib/distributed/process-group.ts).
     this.group = undefined;
     this.lease?.release();

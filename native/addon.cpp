@@ -133,6 +133,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory));
   exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("NativeDataset", define_native_dataset(env));
+  exports.Set("NativeBatchFeed", define_native_batch_feed(env));
+  define_images(env, exports);
   exports.Set("NativeTrainer", define_native_trainer(env));
   exports.Set("benchmarkSteps", define_benchmark_steps(env));
   define_distributed(env, exports);

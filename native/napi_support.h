@@ -17,6 +17,7 @@
 #include "data.h"
 #include "distributed_group.h"
 #include "error_text.h"
+#include "fed_batches.h"
 #include "network.h"
 #include "torch_includes.h"
 
@@ -366,6 +367,14 @@ Napi::Function define_native_dataset(Napi::Env env);
 std::shared_ptr<xt::ImageStore> image_store_of(const Napi::Value& value);  // throws unless a NativeDataset
 // Preprocessing options { resize, evalResize, crop, flip, mean, std, strategy } (undefined: defaults).
 xt::Preprocessing preprocessing_of(const Napi::Value& value);
+
+// Defined in addon_feed.cpp: NativeBatchFeed, the hand-off of batches decoded in JavaScript.
+Napi::Function define_native_batch_feed(Napi::Env env);
+std::shared_ptr<xt::FedBatches> batch_feed_of(const Napi::Value& value);  // throws unless a NativeBatchFeed
+bool is_batch_feed(const Napi::Value& value);
+
+// Defined in addon_images.cpp: decodeJpeg, resampleRgb and jpegDecoder (whether libjpeg is built in).
+void define_images(Napi::Env env, Napi::Object exports);
 
 // Defined in addon_training.cpp.
 Napi::Function define_native_trainer(Napi::Env env);

@@ -138,17 +138,48 @@ std::pair<torch::Tensor, torch::Tensor> TrainingSession::training_batch(const Im
     augmentation.flips = augmentation.flips.slice(0, rank, size * world, world);
   }
   auto x = data.train_batch(indices, config_.preprocessing, augmentation);
-  auto y = data.labels(indices);
   if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  return {x, data.labels(indices)};
+}
+
+void TrainingSession::seed_dropout(int64_t epoch, int64_t b) const {
   // Dropout masks come from the default generator: seed it per batch (and rank) for exact resumes.
   torch::manual_seed(
-      mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(rank) * 0x632BE59BD9B4E019ULL, epoch, b));
-  return {x, y};
+      mix_seed((config_.seed ^ 0x5bd1e995ULL) + static_cast<uint64_t>(plan_.rank) * 0x632BE59BD9B4E019ULL, epoch, b));
 }
 
 EpochResult TrainingSession::train_epoch(const ImageStore& data,
                                          const std::function<void(const TrainProgress&)>& progress,
                                          const std::atomic<bool>& stop) {
+  torch::Tensor order;
+  int64_t order_epoch = -1;
+  return run_epoch(
+      [&](int64_t epoch, int64_t b) {
+        // The epoch's order of this rank's images.
+        if (order_epoch != epoch) order = epoch_indices(order_epoch = epoch);
+        return training_batch(data, order, epoch, b);
+      },
+      progress, stop);
+}
+
+EpochResult TrainingSession::train_epoch(FedBatches& fed, const std::function<void(const TrainProgress&)>& progress,
+                                         const std::atomic<bool>& stop) {
+  return run_epoch(
+      [&](int64_t epoch, int64_t b) {
+        auto batch = fed.pop(epoch, b);
+        if (batch.images.size(0) == 0) {
+          throw std::runtime_error("batch " + std::to_string(b + 1) + " of epoch " + std::to_string(epoch + 1) +
+                                   " has no image left to train on");
+        }
+        auto x = normalize_fed_images(batch.images, config_.preprocessing, device_, config_.channels_last);
+        return std::pair<torch::Tensor, torch::Tensor>{x, batch.labels.to(device_)};
+      },
+      progress, stop);
+}
+
+EpochResult TrainingSession::run_epoch(const BatchSource& batch_of,
+                                       const std::function<void(const TrainProgress&)>& progress,
+                                       const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
   auto& pos = position_;
@@ -162,8 +193,6 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
     }
   }
 
-  // The epoch's order of this rank's images.
-  const auto order = epoch_indices(pos.epoch);
   if (data_parallel()) reducer_->reset_exposed_seconds();
 
   // With a GradScaler a non-finite loss only skips its step, as in PyTorch; without one the
@@ -174,7 +203,8 @@ EpochResult TrainingSession::train_epoch(const ImageStore& data,
   double lr = lr_at(pos.epoch * batches + pos.next_batch);
 
   for (int64_t b = pos.next_batch; b < batches; ++b) {
-    const auto [x, y] = training_batch(data, order, pos.epoch, b);
+    const auto [x, y] = batch_of(pos.epoch, b);
+    seed_dropout(pos.epoch, b);
     lr = lr_at(pos.epoch * batches + b);
     const auto out = train_step(x, y, lr);
     metrics.add(out.loss, out.logits, y, b);
@@ -271,6 +301,26 @@ TrainingSession::StepOutput TrainingSession::train_step(const torch::Tensor& x, 
 }
 
 EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size, int64_t num_classes) {
+  const int64_t world = data_parallel() ? group_->world_size() : 1;
+  const int64_t rank = data_parallel() ? group_->rank() : 0;
+  return run_evaluation(data.size(), batch_size, num_classes, [&](int64_t, int64_t begin, int64_t size) {
+    auto indices = torch::arange(rank + begin * world, rank + (begin + size) * world, world, torch::kLong);
+    auto x = data.eval_batch(indices, config_.preprocessing);
+    if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    return std::pair<torch::Tensor, torch::Tensor>{x, data.labels(indices)};
+  });
+}
+
+EvalResult TrainingSession::evaluate(FedBatches& fed, int64_t batch_size, int64_t num_classes) {
+  return run_evaluation(fed.size(), batch_size, num_classes, [&](int64_t i, int64_t, int64_t) {
+    auto batch = fed.pop(FedBatches::kEvaluation, i);
+    auto x = normalize_fed_images(batch.images, config_.preprocessing, device_, config_.channels_last);
+    return std::pair<torch::Tensor, torch::Tensor>{x, batch.labels.to(device_)};
+  });
+}
+
+EvalResult TrainingSession::run_evaluation(int64_t n, int64_t batch_size, int64_t num_classes,
+                                           const EvalSource& batch_of) {
   torch::NoGradGuard no_grad;
   const bool was_training = net_->is_training();
   start_data_parallel();
@@ -279,17 +329,14 @@ EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size,
   auto dev = torch::TensorOptions().device(device_);
   auto loss_sum = torch::zeros({}, dev.dtype(torch::kDouble));
   auto confusion = torch::zeros({num_classes * num_classes}, dev.dtype(torch::kLong));
-  const int64_t n = data.size();
   // Data-parallel: this rank's images are rank, rank + world, ... (each counted once, no padding).
   const int64_t world = data_parallel() ? group_->world_size() : 1;
   const int64_t rank = data_parallel() ? group_->rank() : 0;
   const int64_t mine = rank < n ? (n - rank + world - 1) / world : 0;
-  for (int64_t begin = 0; begin < mine; begin += batch_size) {
+  for (int64_t begin = 0, i = 0; begin < mine; begin += batch_size, ++i) {
     const int64_t size = std::min(batch_size, mine - begin);
-    auto indices = torch::arange(rank + begin * world, rank + (begin + size) * world, world, torch::kLong);
-    auto x = data.eval_batch(indices, config_.preprocessing);
-    auto y = data.labels(indices);
-    if (config_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    const auto [x, y] = batch_of(i, begin, size);
+    if (x.size(0) == 0) continue;
     torch::Tensor logits;
     {
       AutocastGuard autocast(device_.type(), config_.amp);
@@ -304,10 +351,11 @@ EvalResult TrainingSession::evaluate(const ImageStore& data, int64_t batch_size,
   }
   net_->train(was_training);
   EvalResult r;
-  r.images = n;
   r.confusion = confusion.view({num_classes, num_classes}).to(torch::kCPU);
-  r.loss = n ? loss_sum.item<double>() / n : 0;
-  r.accuracy = n ? static_cast<double>(r.confusion.diagonal().sum().item<int64_t>()) / n : 0;
+  // The images evaluated (all of the split, unless a fed batch left files out).
+  r.images = r.confusion.sum().item<int64_t>();
+  r.loss = r.images ? loss_sum.item<double>() / r.images : 0;
+  r.accuracy = r.images ? static_cast<double>(r.confusion.diagonal().sum().item<int64_t>()) / r.images : 0;
   return r;
 }
 

@@ -17,6 +17,7 @@
 #include "data.h"
 #include "distributed_group.h"
 #include "distributed_sampler.h"
+#include "fed_batches.h"
 #include "grad_scaler.h"
 #include "gradient_reducer.h"
 #include "network.h"
@@ -118,9 +119,18 @@ class TrainingSession : public LiveCount<TrainingSession> {
   // run was interrupted.
   EpochResult train_epoch(const ImageStore& data, const std::function<void(const TrainProgress&)>& progress,
                           const std::atomic<bool>& stop);
+  // The same loop over batches prepared elsewhere (an image folder decoded in JavaScript): batch b
+  // of the epoch is popped from `fed` (phase = the epoch) and must hold this rank's images of it,
+  // augmented; its pixels are normalised here. An empty batch is an error.
+  EpochResult train_epoch(FedBatches& fed, const std::function<void(const TrainProgress&)>& progress,
+                          const std::atomic<bool>& stop);
   // Data-parallel: each rank evaluates every world_size-th image (rank 0's BatchNorm statistics
   // first broadcast), and the sums are all-reduced: every rank returns the whole split's result.
   EvalResult evaluate(const ImageStore& data, int64_t batch_size, int64_t num_classes);
+  // Evaluation over fed batches (phase FedBatches::kEvaluation, numbered from 0): this rank's
+  // images of the split (rank, rank + world, ...) in batches of `batch_size`, as above. A batch may
+  // hold fewer images (files left out) or none; `images` counts those evaluated, on all ranks.
+  EvalResult evaluate(FedBatches& fed, int64_t batch_size, int64_t num_classes);
 
   struct StepOutput {
     torch::Tensor loss;    // 0-dim, the unscaled training loss (with the aux term)
@@ -152,6 +162,15 @@ class TrainingSession : public LiveCount<TrainingSession> {
   // seeds the default generator for the dropout masks of its step.
   std::pair<torch::Tensor, torch::Tensor> training_batch(const ImageStore& data, const torch::Tensor& order,
                                                          int64_t epoch, int64_t b);
+  // Batch b of `epoch` (augmented images, labels on the device) from wherever the epoch's images come.
+  using BatchSource = std::function<std::pair<torch::Tensor, torch::Tensor>(int64_t epoch, int64_t b)>;
+  EpochResult run_epoch(const BatchSource& batch_of, const std::function<void(const TrainProgress&)>& progress,
+                        const std::atomic<bool>& stop);
+  // Evaluation batch i of this rank (images, labels on the device; the images may be empty).
+  using EvalSource = std::function<std::pair<torch::Tensor, torch::Tensor>(int64_t i, int64_t begin, int64_t size)>;
+  EvalResult run_evaluation(int64_t split_size, int64_t batch_size, int64_t num_classes, const EvalSource& batch_of);
+  // The dropout seed of batch b of `epoch`, on this rank (so resumed runs repeat their masks).
+  void seed_dropout(int64_t epoch, int64_t b) const;
   void start_data_parallel();
   void broadcast_buffers();
   std::shared_ptr<Network> net_;

@@ -8,7 +8,7 @@ const gpu = { cudaAvailable: true, threads: 16 };
 describe('resolveTrainerOptions', () => {
   it('fills in every default once, and resolves auto to the CPU', () => {
     expect(resolveTrainerOptions({ model: 'xception' }, cpu)).toEqual({
-      model: 'xception', modelOptions: { numClasses: 10 }, dataset: 'cifar10', dataDir: null, synthetic: null,
+      model: 'xception', modelOptions: { numClasses: 10 }, dataset: 'cifar10', dataDir: null, synthetic: null, imageFolder: null,
       epochs: 10, batchSize: 128, evalBatchSize: 128,
       optimizer: { type: 'adam', lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 },
       schedule: 'constant', labelSmoothing: 0, amp: 'off', device: 'cpu',
@@ -36,6 +36,14 @@ describe('resolveTrainerOptions', () => {
     model.dispose();
   });
 
+  it("an image folder: its crop options' defaults, a tenth held out, one output per class unless given", () => {
+    const s = resolveTrainerOptions({ model: 'xception', dataset: 'folder', dataDir: 'photos', imageFolder: { cropPct: 0.9 } }, cpu);
+    expect(s.imageFolder).toEqual({ cropPct: 0.9, interpolation: 'bilinear', scale: [0.08, 1], ratio: [3 / 4, 4 / 3], prefetch: 4, skipBadImages: false });
+    expect(s.valSize).toBeNull();
+    expect(s.modelOptions.numClasses).toBeUndefined();
+    expect(resolveTrainerOptions({ model: 'xception', dataset: 'folder', dataDir: 'p', modelOptions: { numClasses: 5 } }, cpu).modelOptions.numClasses).toBe(5);
+  });
+
   it('refuses what is out of range, naming the option', () => {
     const bad: Array<[object, RegExp]> = [
       [{ epochs: 0 }, /epochs must be a positive integer/],
@@ -46,6 +54,10 @@ describe('resolveTrainerOptions', () => {
       [{ fusedAdam: 1 }, /fusedAdam must be true or false/],
       [{ freezeBackbone: 'yes' }, /freezeBackbone must be true or false/],
       [{ preprocessing: { crop: 4096 } }, /preprocessing.crop must be at most 2048/],
+      [{ dataset: 'folder' }, /dataset 'folder' needs dataDir/],
+      [{ dataset: 'folder', dataDir: 'd', imageFolder: { cropPct: 1.5 } }, /cropPct must be in \(0, 1\]/],
+      [{ dataset: 'folder', dataDir: 'd', imageFolder: { scale: [0.5, 0.1] } }, /scale must be \[low, high\]/],
+      [{ dataset: 'folder', dataDir: 'd', imageFolder: { prefetch: 0 } }, /prefetch must be a positive integer/],
     ];
     for (const [extra, message] of bad) expect(() => resolveTrainerOptions({ model: 'xception', ...extra } as never, cpu)).toThrow(message);
     expect(() => resolveTrainerOptions({ model: 'resnet' } as never, cpu)).toThrow(TypeError);

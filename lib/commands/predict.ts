@@ -138,7 +138,11 @@ async function resolveSource(opts: Record<string, unknown>): Promise<Source> {
     const checkpoint = locateCheckpoint(opts.checkpoint as string);
     const run = await readSavedRun(checkpoint);
     const p = run.meta.options.preprocessing as { crop: number; evalResize: number; mean: [number, number, number]; std: [number, number, number] };
-    const runTransform: EvalTransform = { size: p.crop, resize: p.evalResize, interpolation: 'bilinear', mean: p.mean, std: p.std };
+    // An image-folder run evaluated as torchvision does (its crop_pct and filter); the others resized to the crop.
+    const folder = run.meta.options.imageFolder as { cropPct: number; resize: number | null; interpolation: Interpolation } | null | undefined;
+    const runTransform: EvalTransform = folder
+      ? { size: p.crop, cropPct: folder.cropPct, resize: folder.resize ?? undefined, interpolation: folder.interpolation, mean: p.mean, std: p.std }
+      : { size: p.crop, resize: p.evalResize, interpolation: 'bilinear', mean: p.mean, std: p.std };
     return {
       model: run.meta.model,
       modelOptions: run.meta.modelOptions,

@@ -25,8 +25,11 @@ import type { TrainSettings } from './train';
 const WRITTEN: ReadonlyArray<keyof TrainSettings> = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing', 'amp',
   'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'fusedAdam', 'initWeights', 'freezeBackbone',
+  'evalLimit', 'seed', 'fusedAdam', 'initWeights', 'freezeBackbone', 'cropPct', 'interpolation', 'skipBadImages', 'preset',
 ];
+
+/** The options that only image folders use. */
+const FOLDER_ONLY: ReadonlyArray<keyof TrainSettings> = ['cropPct', 'interpolation', 'skipBadImages'];
 
 const describeSynthetic = (s: SyntheticDatasetOptions): string =>
   `synthetic dataset: ${s.trainSize ?? 'default'}/${s.valSize ?? 'default'}/${s.testSize ?? 'default'} images, ${s.difficulty ?? 'standard'}`;
@@ -63,7 +66,7 @@ export function trainConfigEntries(s: TrainSettings, quick: Readonly<Partial<Tra
   }
   for (const key of WRITTEN) {
     let value = s[key] as string | number | boolean | undefined;
-    if (value === undefined || (key === 'valSize' && omitValSize) || (key === 'dataDir' && s.dataset !== 'cifar10') || skip.includes(key)) continue;
+    if (value === undefined || (key === 'valSize' && omitValSize) || (key === 'dataDir' && s.dataset === 'synthetic') || (FOLDER_ONLY.includes(key) && s.dataset !== 'folder') || skip.includes(key)) continue;
     // Paths relative to where the run started would not hold from elsewhere.
     if (key === 'dataDir' || key === 'initWeights') value = path.resolve(String(value));
     entries.push({ key: kebabCase(key), value });

@@ -1,5 +1,6 @@
 // What the commands read back from a run folder: its checkpoints, the options the run was made
 // with (the checkpoint's state), and command.json, the CLI's record of how it started the run.
+import type { PresetName } from '../images/presets';
 import * as fs from 'fs';
 import * as path from 'path';
 import { findCheckpoint, readCheckpointState } from '../checkpoint';
@@ -17,6 +18,8 @@ export interface CommandRecord {
   /** Options the Trainer does not record in its checkpoints. */
   dataDir?: string;
   synthetic?: SyntheticDatasetOptions;
+  /** --preset: a published weight set's preprocessing (its mean/std are in the Trainer's options too). */
+  preset?: PresetName;
 }
 
 /** The checkpoint meta the Trainer writes. */

@@ -8,11 +8,18 @@ import { AmpOption, ResolvedTrainerOptions, TrainerOptions } from '../trainer';
 import { UsageError } from './options';
 import { SavedRun } from './run-folder';
 import { LIMITS } from '../limits';
+import { PresetName, PRESETS } from '../images/presets';
 
 export interface TrainSettings {
   model: ModelName;
-  dataset: 'cifar10' | 'synthetic';
+  dataset: 'cifar10' | 'synthetic' | 'folder';
   dataDir?: string;
+  /** Image folders: evaluation crop_pct, resize filter, whether undecodable files are left out. */
+  cropPct?: number;
+  interpolation?: 'bilinear' | 'bicubic';
+  skipBadImages?: boolean;
+  /** A published weight set's preprocessing (lib/images/presets.ts): mean/std, filter, crop_pct, transform_input. */
+  preset?: PresetName;
   synthetic?: SyntheticDatasetOptions;
   epochs: number;
   batchSize: number;
@@ -27,10 +34,12 @@ export interface TrainSettings {
   resize: number;
   activation: 'none' | 'relu' | 'elu';
   variant: 'paper' | 'notebook';
-  numClasses: number;
+  /** Undefined: an image folder's class count. */
+  numClasses?: number;
   auxLogits: boolean;
   auxWeight: number;
-  valSize: number;
+  /** Undefined: a tenth of an image folder. */
+  valSize?: number;
   trainLimit?: number;
   evalLimit?: number;
   seed: number;
@@ -60,7 +69,7 @@ const DATASET_CLASSES = 10;
 const OPTION_KEYS = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
   'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'freezeBackbone', 'out',
+  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'freezeBackbone', 'out', 'cropPct', 'interpolation', 'skipBadImages', 'preset',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
 /** --quick's help: what the preset sets. */
@@ -77,7 +86,7 @@ export function describeQuick(q: Readonly<Partial<TrainSettings>>): string {
 export function savedSettings(run: SavedRun): Partial<TrainSettings> {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON written by the Trainer
   const [o, mo] = [run.meta.options, run.meta.modelOptions] as Array<Record<string, any>>;
-  if (o.dataset !== 'cifar10' && o.dataset !== 'synthetic') {
+  if (o.dataset !== 'cifar10' && o.dataset !== 'synthetic' && o.dataset !== 'folder') {
     throw new Error(`the run in ${run.runDir} used the dataset '${String(o.dataset)}', which the CLI cannot load; resume it from code`);
   }
   const s: Partial<TrainSettings> = {
@@ -107,6 +116,10 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
     seed: o.seed,
     fusedAdam: o.fusedAdam,
     freezeBackbone: o.freezeBackbone,
+    cropPct: o.imageFolder?.cropPct,
+    interpolation: o.imageFolder?.interpolation,
+    skipBadImages: o.imageFolder?.skipBadImages,
+    preset: run.command?.preset,
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
 }
@@ -136,6 +149,16 @@ export function resolveTrainSettings(
   if (rank.get('resize')! < rank.get('imageSize')!) s.resize = defaultResize(s.imageSize as number);
   let synthetic = quick.synthetic ?? saved?.synthetic;
   if (rank.get('valSize') === 3 && s.dataset === 'synthetic') synthetic = { ...synthetic, valSize: s.valSize as number };
+  // A preset sets the filter and crop_pct that --interpolation and --crop-pct do not.
+  if (s.preset) {
+    const t = PRESETS[s.preset as PresetName].transform;
+    if (rank.get('interpolation')! < 3) s.interpolation = t.interpolation;
+    if (rank.get('cropPct')! < 3) s.cropPct = t.cropPct;
+  }
+  // An image folder's classifier has one output per class unless --num-classes says otherwise.
+  if (s.dataset === 'folder' && rank.get('numClasses') === 0) s.numClasses = undefined;
+  // ... and holds out a tenth of its images for validation unless --val-size says otherwise.
+  if (s.dataset === 'folder' && rank.get('valSize') === 0) s.valSize = undefined;
   const settings = { ...s, synthetic } as TrainSettings;
   validateSettings(settings);
   return settings;
@@ -144,23 +167,29 @@ export function resolveTrainSettings(
 /** What the options alone can tell; what the model accepts (smallest crop, aux head) the Trainer asks it. */
 function validateSettings(s: TrainSettings): void {
   if (s.resize < s.imageSize) throw new UsageError(`--resize (${s.resize}) must be at least --image-size (${s.imageSize})`);
-  if (s.numClasses < DATASET_CLASSES) {
+  if (s.preset && PRESETS[s.preset].model !== s.model) throw new UsageError(`--preset ${s.preset} is for ${PRESETS[s.preset].model}, not ${s.model}`);
+  if (s.dataset === 'folder' && !s.dataDir) throw new UsageError('--dataset folder needs --data-dir DIR: a folder with one sub-folder of images per class');
+  if (s.dataset !== 'folder' && s.numClasses !== undefined && s.numClasses < DATASET_CLASSES) {
     throw new UsageError(`--num-classes must be at least ${DATASET_CLASSES}: ${s.dataset} has ${DATASET_CLASSES} classes`);
   }
-  if (s.dataset === 'cifar10' && s.valSize > LIMITS.cifar10TrainImages - LIMITS.minTrainBatch) {
+  if (s.dataset === 'cifar10' && s.valSize !== undefined && s.valSize > LIMITS.cifar10TrainImages - LIMITS.minTrainBatch) {
     throw new UsageError(`--val-size must leave training images: CIFAR-10 has ${LIMITS.cifar10TrainImages}, so at most ${LIMITS.cifar10TrainImages - LIMITS.minTrainBatch}; got ${s.valSize}`);
   }
 }
 
 export function toTrainerOptions(s: TrainSettings): TrainerOptions {
+  const preset = s.preset ? PRESETS[s.preset] : undefined;
+  // The preset's exact resize (torchvision's Inception V3: 342) when its crop size is the one trained.
+  const presetResize = preset && preset.transform.size === s.imageSize && s.cropPct === preset.transform.cropPct ? preset.transform.resize : undefined;
   return {
     model: s.model,
     modelOptions: s.model === 'xception'
       ? { numClasses: s.numClasses, intermediateActivation: s.activation, variant: s.variant }
-      : { numClasses: s.numClasses, auxLogits: s.auxLogits },
+      : { numClasses: s.numClasses, auxLogits: s.auxLogits, ...preset?.modelOptions },
     dataset: s.dataset,
     dataDir: s.dataDir,
     synthetic: s.dataset === 'synthetic' ? s.synthetic : undefined,
+    imageFolder: s.dataset === 'folder' ? { cropPct: s.cropPct, resize: presetResize, interpolation: s.interpolation, skipBadImages: s.skipBadImages } : undefined,
     valSize: s.valSize,
     trainLimit: s.trainLimit,
     evalLimit: s.evalLimit,
@@ -171,7 +200,7 @@ export function toTrainerOptions(s: TrainSettings): TrainerOptions {
     labelSmoothing: s.labelSmoothing,
     amp: s.amp,
     device: s.device,
-    preprocessing: { crop: s.imageSize, resize: s.resize, evalResize: s.imageSize },
+    preprocessing: { crop: s.imageSize, resize: s.resize, evalResize: s.imageSize, ...(preset && { mean: preset.transform.mean, std: preset.transform.std }) },
     outDir: s.out,
     seed: s.seed,
     auxLossWeight: s.auxWeight,
@@ -190,7 +219,10 @@ export function describeModel(s: TrainSettings): string {
 /** The data and training setup: dataset, crops, batch, epochs, optimizer, device, precision, seed. */
 export function describeSetup(s: TrainSettings, resolved: ResolvedTrainerOptions): string {
   const limits = [s.trainLimit && `train limit ${s.trainLimit}`, s.evalLimit && `eval limit ${s.evalLimit}`].filter(Boolean);
-  return `${s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${s.imageSize}x${s.imageSize} crops (resize ${s.resize}), ` +
+  const crops = s.dataset === 'folder'
+    ? `RandomResizedCrop ${s.imageSize} (evaluation: crop_pct ${s.cropPct}, ${s.interpolation})`
+    : `${s.imageSize}x${s.imageSize} crops (resize ${s.resize})`;
+  return `${s.dataset === 'folder' ? `folder ${s.dataDir}` : s.dataset}${limits.length ? ` (${limits.join(', ')})` : ''}: ${crops}, ` +
     `batch ${s.batchSize}, ${s.epochs} epoch${s.epochs === 1 ? '' : 's'}, ${s.optimizer} lr ${s.lr}${s.schedule === 'cosine' ? ' cosine' : ''}, ` +
-    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}${s.freezeBackbone ? ', frozen backbone (the classifier trains)' : ''}`;
+    `${String(resolved.device)}, amp ${String(resolved.amp)}, seed ${s.seed}${s.preset ? `, preset ${s.preset}` : ''}${s.freezeBackbone ? ', frozen backbone (the classifier trains)' : ''}`;
 }

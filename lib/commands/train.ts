@@ -6,6 +6,8 @@ import * as path from 'path';
 import { writeFileAtomic } from '../atomic-write';
 import { findCheckpoint } from '../checkpoint';
 import { REFERENCE_PREPROCESSING } from '../datasets/device-dataset';
+import { IMAGE_FOLDER_DEFAULTS } from '../datasets/image-folder';
+import { PRESET_NAMES } from '../images/presets';
 import { Device, MODEL_NAMES } from '../models';
 import { formatDuration, TrainingProgress } from '../report/progress';
 import { packageVersion } from '../paths';
@@ -40,8 +42,8 @@ export function addTrainOptions(
     cmd.addOption(new Option(flags, description).choices(choices).default(fallback));
   addConfigOption(cmd);
   if (o.model ?? true) choice('--model <name>', 'model', MODEL_NAMES, 'xception');
-  choice('--dataset <name>', 'dataset', ['cifar10', 'synthetic'], TRAINER_DEFAULTS.dataset);
-  cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch)');
+  choice('--dataset <name>', 'dataset: folder is your images in --data-dir, one sub-folder per class', ['cifar10', 'synthetic', 'folder'], TRAINER_DEFAULTS.dataset);
+  cmd.option('--data-dir <dir>', 'CIFAR-10: folder holding cifar-10-batches-bin/, or that folder (default: the cache, ~/.cache/xception-torch); folder: the image folder (train/ and val/, or class folders)');
   cmd.option('--epochs <n>', 'epochs', integer(1), TRAINER_DEFAULTS.epochs);
   cmd.option('-b, --batch-size <n>', 'batch size (at least 2: BatchNorm needs two images per training batch)', integer(LIMITS.minTrainBatch), TRAINER_DEFAULTS.batchSize);
   cmd.addOption(new Option('--lr <x>', 'learning rate').argParser(decimal({ min: 0, minExclusive: true })).default(TRAINER_DEFAULTS.optimizer.lr, TRAINER_DEFAULTS.optimizer.lr.toExponential()));
@@ -54,12 +56,18 @@ export function addTrainOptions(
   cmd.option('--image-size <n>', 'crop size: random crop in training, center crop in evaluation', integer(1, LIMITS.imageSize), REFERENCE_PREPROCESSING.crop);
   cmd.addOption(new Option('--resize <n>', 'training resize before the crop; evaluation resizes to --image-size')
     .argParser(integer(1, LIMITS.imageSize)).default(REFERENCE_PREPROCESSING.resize, `${REFERENCE_PREPROCESSING.resize}, or floor(${REFERENCE_PREPROCESSING.resize} * image size / ${REFERENCE_PREPROCESSING.crop}) with --image-size`));
+  cmd.option('--crop-pct <x>', 'image folders: evaluation resizes the shorter side to image size / crop-pct, then centre-crops', decimal({ min: 0, max: 1, minExclusive: true }), IMAGE_FOLDER_DEFAULTS.cropPct);
+  choice('--interpolation <name>', 'image folders: the resize filter', ['bilinear', 'bicubic'], IMAGE_FOLDER_DEFAULTS.interpolation);
+  choice('--preset <name>', "a published weight set's preprocessing, for fine-tuning from it (mean/std, filter, crop_pct; Inception V3: transform_input)", PRESET_NAMES, undefined as never);
+  cmd.option('--skip-bad-images', 'image folders: leave out files that cannot be decoded (with a warning and their count) instead of stopping');
   choice('--activation <name>', 'Xception: activation between depthwise and pointwise', ['none', 'relu', 'elu'], 'none');
   choice('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant", ['paper', 'notebook'], 'paper');
-  cmd.option('--num-classes <n>', 'classifier outputs', integer(1, LIMITS.numClasses), TRAINER_DEFAULTS.numClasses);
+  cmd.addOption(new Option('--num-classes <n>', 'classifier outputs').argParser(integer(1, LIMITS.numClasses))
+    .default(TRAINER_DEFAULTS.numClasses, `${TRAINER_DEFAULTS.numClasses}; an image folder's class count`));
   cmd.option('--no-aux-logits', 'Inception V3: without the auxiliary classifier (needed below --image-size 299)');
   cmd.option('--aux-weight <x>', 'Inception V3: weight of the auxiliary loss', decimal({ min: 0 }), TRAINER_DEFAULTS.auxLossWeight);
-  cmd.option('--val-size <n>', 'validation images (CIFAR-10: held out of the training set)', integer(1, LIMITS.syntheticImages), TRAINER_DEFAULTS.valSize);
+  cmd.addOption(new Option('--val-size <n>', 'validation images (CIFAR-10, and image folders without val/: held out of the training set)')
+    .argParser(integer(1, LIMITS.syntheticImages)).default(TRAINER_DEFAULTS.valSize, `${TRAINER_DEFAULTS.valSize}; a tenth of an image folder`));
   cmd.option('--train-limit <n>', 'use only the first N training images (default: all)', integer(LIMITS.minTrainBatch));
   cmd.option('--eval-limit <n>', 'use only the first N validation and test images (default: all)', integer(1));
   cmd.option('--seed <n>', 'seed of the weights, the split, shuffles, augmentation and dropout', integer(0), TRAINER_DEFAULTS.seed);
@@ -88,8 +96,8 @@ export function checkDevice(d: Device): void {
 async function writeCommandRecord(outDir: string, argv: string[], s: TrainSettings, previous?: CommandRecord & { resumes?: string[][] }): Promise<void> {
   const version = packageVersion();
   const record = previous
-    ? { ...previous, resumes: [...(previous.resumes ?? []), argv], dataDir: s.dataDir, synthetic: s.synthetic }
-    : { version, argv, dataDir: s.dataDir, synthetic: s.synthetic };
+    ? { ...previous, resumes: [...(previous.resumes ?? []), argv], dataDir: s.dataDir, synthetic: s.synthetic, preset: s.preset }
+    : { version, argv, dataDir: s.dataDir, synthetic: s.synthetic, preset: s.preset };
   await fs.promises.mkdir(outDir, { recursive: true });
   await writeFileAtomic(path.join(outDir, COMMAND_FILE), JSON.stringify(record, null, 2) + '\n');
   // config.yaml: the options, which `train -c` reruns (rewritten at each resume).
@@ -221,6 +229,7 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
   };
 
   let history: History;
+  let skipped = 0;
   try {
     const start = !o.saved ? 'training ' : o.saved.epoch < settings.epochs ? `resuming at epoch ${o.saved.epoch + 1}/${settings.epochs}: `
       : `finishing (all ${o.saved.epoch} epochs trained, the test metrics not yet written): `;
@@ -240,7 +249,13 @@ async function trainInFolder(trainer: Trainer, settings: TrainSettings, o: Train
       trainer.on('batch', (e) => progress.batch(e));
       trainer.on('epoch', (r) => progress.epoch(r));
     }
+    // --skip-bad-images: each undecodable file once, on every rank (each decodes its own share).
+    trainer.on('badImage', (e: Error) => {
+      skipped++;
+      console.error(`\nxception-torch: warning: left out: ${e.message}`);
+    });
     history = await trainer.fit({ signal: controller.signal, resume: Boolean(o.saved) });
+    if (skipped > 0) console.error(`xception-torch: warning: ${skipped} image file${skipped === 1 ? '' : 's'} could not be decoded and ${skipped === 1 ? 'was' : 'were'} left out`);
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigterm);

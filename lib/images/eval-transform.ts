@@ -27,7 +27,7 @@ export interface EvalTransform {
 export const DEFAULT_CROP_PCT = 0.875;
 
 /** The shorter side an image is resized to before the centre crop. */
-export function resizeSize(t: EvalTransform): number {
+export function resizeSize(t: Pick<EvalTransform, 'size'> & Partial<EvalTransform>): number {
   return t.resize ?? Math.floor(t.size / (t.cropPct ?? DEFAULT_CROP_PCT));
 }
 
@@ -51,7 +51,7 @@ export function shorterSideSize(width: number, height: number, short: number): {
 }
 
 /** Python's round(): halves to even, as torchvision's CenterCrop rounds its offsets. */
-function roundHalfEven(x: number): number {
+export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }

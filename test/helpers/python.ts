@@ -24,9 +24,15 @@ export function requirePythonTorch(python = PYTHON): void {
 
 /** Runs `parity.py <command> ...args` and returns its JSON answer. */
 export function oracle<T = unknown>(command: string, args: Record<string, string | number>): T {
+  return runOracle<T>(ORACLE, command, args);
+}
+
+/** Runs `test/oracle/<script> <command> --key value ...` and returns its JSON answer. */
+export function runOracle<T = unknown>(script: string, command: string, args: Record<string, string | number>): T {
   requirePythonTorch();
-  const argv = [ORACLE, command, ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)])];
-  const r = spawnSync(PYTHON, argv, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`oracle ${command} failed (exit ${r.status}):\n${r.stderr}`);
+  const file = path.isAbsolute(script) ? script : path.join(__dirname, '..', 'oracle', script);
+  const argv = [file, command, ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)])];
+  const r = spawnSync(PYTHON, argv, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ORACLE_THREADS: '2' } });
+  if (r.status !== 0) throw new Error(`${path.basename(file)} ${command} failed (exit ${r.status}):\n${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }

@@ -18,6 +18,15 @@
   images.py save-inception --out W --classes N --seed S --fc-scale X
         torch.save()s the state dict of a randomly initialised torchvision inception_v3 (aux head
         included), BatchNorm statistics measured on random pictures, fc.weight scaled by X
+  images.py folder --dir D
+        torchvision's ImageFolder(D) with the files our decoder reads (.jpg, .jpeg, .png):
+        prints {"classes": [...], "samples": [[path, label], ...]}
+  images.py rrc --width W --height H --draws N --seed S [--scale a,b] [--ratio a,b]
+        N boxes of torchvision's RandomResizedCrop.get_params on a W x H image after
+        torch.manual_seed(S): prints {"boxes": [[top, left, height, width], ...]}
+  images.py resized-crop --files F1,... --boxes t,l,h,w;... --size S --interpolation X --out O
+        torchvision's F.resized_crop(image, t, l, h, w, [S, S]) of each file (its box), PIL images;
+        writes the RGB bytes (HWC) one image after another to O
 Every command prints one JSON object on stdout.
 """
 import argparse
@@ -184,9 +193,49 @@ def save_inception(args):
     print(json.dumps({"file": args.out}))
 
 
+def folder(args):
+    from torchvision.datasets import ImageFolder
+
+    readable = lambda p: p.lower().endswith((".jpg", ".jpeg", ".png"))
+    d = ImageFolder(args.dir, is_valid_file=readable)
+    print(json.dumps({"classes": d.classes, "samples": [[p, int(c)] for p, c in d.samples]}))
+
+
+def rrc(args):
+    import torch
+    from PIL import Image
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(args.seed)
+    img = Image.new("RGB", (args.width, args.height))
+    scale = tuple(float(v) for v in args.scale.split(","))
+    ratio = tuple(float(v) for v in args.ratio.split(","))
+    boxes = [list(RandomResizedCrop.get_params(img, scale, ratio)) for _ in range(args.draws)]
+    print(json.dumps({"boxes": boxes}))
+
+
+def resized_crop(args):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    modes = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+    boxes = [[int(v) for v in b.split(",")] for b in args.boxes.split(";")]
+    with open(args.out, "wb") as f:
+        for file, (t, l, h, w) in zip(args.files.split(","), boxes):
+            crop = F.resized_crop(pil_loader(file), t, l, h, w, [args.size, args.size], modes[args.interpolation])
+            f.write(np.asarray(crop, dtype=np.uint8).tobytes())
+    print(json.dumps({"images": len(boxes)}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["make", "transform", "predict", "save-inception"])
+    p.add_argument("command", choices=["make", "transform", "predict", "save-inception", "folder", "rrc", "resized-crop"])
+    p.add_argument("--boxes")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--draws", type=int, default=1)
+    p.add_argument("--scale", default="0.08,1.0")
+    p.add_argument("--ratio", default="0.75,1.3333333333333333")
     p.add_argument("--dir")
     p.add_argument("--files")
     p.add_argument("--size", type=int)
@@ -201,7 +250,8 @@ def main():
     p.add_argument("--transform-input", type=int, default=0)
     p.add_argument("--fc-scale", type=float, default=1.0)
     args = p.parse_args()
-    {"make": make, "transform": transform, "predict": predict, "save-inception": save_inception}[args.command](args)
+    {"make": make, "transform": transform, "predict": predict, "save-inception": save_inception,
+     "folder": folder, "rrc": rrc, "resized-crop": resized_crop}[args.command](args)
 
 
 if __name__ == "__main__":
