@@ -7,6 +7,8 @@ import { DeviceDataset } from './datasets/device-dataset';
 import { FeedPhase, FolderFeeder } from './datasets/folder-feeder';
 import { ImageFolderDataset, ImageFolderSplit, loadImageFolder } from './datasets/image-folder';
 import type { ImageDecodeError } from './errors';
+import * as os from 'os';
+import { resizeSize } from './images/eval-transform';
 import { LIMITS } from './limits';
 import type { Device } from './models';
 import type { NativeBatchFeedHandle, NativeDatasetHandle, NativeTrainerHandle } from './native';
@@ -72,6 +74,23 @@ export async function loadFolderSplits(settings: ResolvedTrainerOptions): Promis
   return limited;
 }
 
+/**
+ * --cache-images: throws when the cached copies of every split (shorter side `resize`, taken as 4:3)
+ * would need more than half of `freeBytes`, naming both; streaming needs no such room.
+ */
+export function checkCacheFits(folder: ImageFolderDataset, resize: number, freeBytes: number): void {
+  const splits = new Set([folder.train, folder.val, folder.test]);
+  const images = [...splits].reduce((n, split) => n + split.files.length, 0);
+  const bytes = images * resize * Math.ceil((resize * 4) / 3) * 3;
+  if (bytes > freeBytes / 2) {
+    const gib = (b: number) => (b < 2 ** 30 ? `${Math.round(b / 2 ** 20)} MiB` : `${(b / 2 ** 30).toFixed(1)} GiB`);
+    throw new Error(
+      `--cache-images: the ${images} images would need about ${gib(bytes)} in memory, more than half of the ${gib(freeBytes)} free; ` +
+        'leave out --cache-images to stream them from disk',
+    );
+  }
+}
+
 function inMemory(dataset: DeviceDataset): TrainingSplit {
   return { handle: dataset.nativeHandle, run: (_phase, work) => work(), dispose: () => dataset.dispose() };
 }
@@ -98,7 +117,10 @@ export async function loadTrainingData(
     const transform = {
       size: s.preprocessing.crop, cropPct: f.cropPct, resize: f.resize ?? undefined, interpolation: f.interpolation, flip: s.preprocessing.flip, scale: f.scale, ratio: f.ratio,
     };
-    const feeder = (split: ImageFolderSplit) => streamed(new FolderFeeder(split, { transform, prefetch: f.prefetch, skipBadImages: f.skipBadImages, onBadImage }));
+    if (f.cacheImages) checkCacheFits(folder, resizeSize(transform), os.freemem());
+    const feeder = (split: ImageFolderSplit) => streamed(new FolderFeeder(split, {
+      transform, prefetch: f.prefetch, skipBadImages: f.skipBadImages, cacheImages: f.cacheImages, onBadImage,
+    }));
     const val = feeder(folder.val);
     return {
       name: folder.name,

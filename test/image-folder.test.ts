@@ -13,6 +13,7 @@ import { evalCrop, resizedCrop } from '../lib/images/folder-transform';
 import { randomResizedCropBox } from '../lib/images/random-resized-crop';
 import { createRng } from '../lib/random';
 import { Trainer, TrainerOptions } from '../lib/trainer';
+import { checkCacheFits } from '../lib/training-data';
 import { runOracle } from './helpers/python';
 
 jest.setTimeout(300_000);
@@ -283,6 +284,33 @@ describe('training and evaluating on a folder', () => {
     expect(resumed.epochs[0].valLoss).toBe(wholeHistory.epochs[0].valLoss);
     const weights = (dir: string) => fs.readFileSync(path.join(dir, 'checkpoints', 'last', 'model.safetensors'));
     expect(weights(path.join(tmp, 'resumed')).equals(weights(path.join(tmp, 'whole')))).toBe(true);
+  });
+
+  it('--cache-images: evaluation from memory equals streaming, and later epochs need the files no more', async () => {
+    const root = path.join(tmp, 'cached');
+    await makeFolder(path.join(root, 'train'), ['x', 'y', 'z'], 4);
+    await makeFolder(path.join(root, 'val'), ['x', 'y', 'z'], 1);
+    const streamed = new Trainer(small(root, path.join(tmp, 'streamed')));
+    const want = await streamed.evaluate('val');
+    streamed.dispose();
+    const cached = new Trainer(small(root, path.join(tmp, 'cached-run'), { epochs: 2, imageFolder: { cacheImages: true } }));
+    try {
+      expect((await cached.evaluate('val')).loss).toBe(want.loss);
+      // After the first epoch (which decoded every training image) the folder goes away.
+      const moved = `${root}-moved`;
+      cached.on('epoch', () => fs.existsSync(root) && fs.renameSync(root, moved));
+      const history = await cached.fit();
+      expect(history.epochs).toHaveLength(2);
+      expect(fs.existsSync(root)).toBe(false);
+      fs.renameSync(moved, root);
+    } finally {
+      cached.dispose();
+    }
+    const folder = await loadImageFolder(root);
+    expect(() => checkCacheFits(folder, 341, 16 * 2 ** 30)).not.toThrow();
+    expect(() => checkCacheFits(folder, 341, 2 ** 20)).toThrow(
+      /^--cache-images: the 15 images would need about 7 MiB in memory, more than half of the 1 MiB free; leave out --cache-images/,
+    );
   });
 
   it('an undecodable file stops the run naming it; with skipBadImages it is reported once and left out', async () => {

@@ -38,7 +38,9 @@ describe('resolveTrainerOptions', () => {
 
   it("an image folder: its crop options' defaults, a tenth held out, one output per class unless given", () => {
     const s = resolveTrainerOptions({ model: 'xception', dataset: 'folder', dataDir: 'photos', imageFolder: { cropPct: 0.9 } }, cpu);
-    expect(s.imageFolder).toEqual({ cropPct: 0.9, interpolation: 'bilinear', scale: [0.08, 1], ratio: [3 / 4, 4 / 3], prefetch: 4, skipBadImages: false });
+    expect(s.imageFolder).toEqual({
+      cropPct: 0.9, resize: null, interpolation: 'bilinear', scale: [0.08, 1], ratio: [3 / 4, 4 / 3], prefetch: 4, skipBadImages: false, cacheImages: false,
+    });
     expect(s.valSize).toBeNull();
     expect(s.modelOptions.numClasses).toBeUndefined();
     expect(resolveTrainerOptions({ model: 'xception', dataset: 'folder', dataDir: 'p', modelOptions: { numClasses: 5 } }, cpu).modelOptions.numClasses).toBe(5);

@@ -25,11 +25,11 @@ import type { TrainSettings } from './train';
 const WRITTEN: ReadonlyArray<keyof TrainSettings> = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing', 'amp',
   'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'fusedAdam', 'initWeights', 'freezeBackbone', 'cropPct', 'interpolation', 'skipBadImages', 'preset',
+  'evalLimit', 'seed', 'fusedAdam', 'initWeights', 'freezeBackbone', 'cropPct', 'interpolation', 'skipBadImages', 'cacheImages', 'preset',
 ];
 
 /** The options that only image folders use. */
-const FOLDER_ONLY: ReadonlyArray<keyof TrainSettings> = ['cropPct', 'interpolation', 'skipBadImages'];
+const FOLDER_ONLY: ReadonlyArray<keyof TrainSettings> = ['cropPct', 'interpolation', 'skipBadImages', 'cacheImages'];
 
 const describeSynthetic = (s: SyntheticDatasetOptions): string =>
   `synthetic dataset: ${s.trainSize ?? 'default'}/${s.valSize ?? 'default'}/${s.testSize ?? 'default'} images, ${s.difficulty ?? 'standard'}`;

@@ -18,6 +18,7 @@ export interface TrainSettings {
   cropPct?: number;
   interpolation?: 'bilinear' | 'bicubic';
   skipBadImages?: boolean;
+  cacheImages?: boolean;
   /** A published weight set's preprocessing (lib/images/presets.ts): mean/std, filter, crop_pct, transform_input. */
   preset?: PresetName;
   synthetic?: SyntheticDatasetOptions;
@@ -69,7 +70,7 @@ const DATASET_CLASSES = 10;
 const OPTION_KEYS = [
   'model', 'dataset', 'dataDir', 'epochs', 'batchSize', 'lr', 'optimizer', 'weightDecay', 'schedule', 'labelSmoothing',
   'amp', 'device', 'imageSize', 'resize', 'activation', 'variant', 'numClasses', 'auxLogits', 'auxWeight', 'valSize', 'trainLimit',
-  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'freezeBackbone', 'out', 'cropPct', 'interpolation', 'skipBadImages', 'preset',
+  'evalLimit', 'seed', 'threads', 'fusedAdam', 'initWeights', 'freezeBackbone', 'out', 'cropPct', 'interpolation', 'skipBadImages', 'cacheImages', 'preset',
 ] as const satisfies ReadonlyArray<keyof TrainSettings>;
 
 /** --quick's help: what the preset sets. */
@@ -119,6 +120,7 @@ export function savedSettings(run: SavedRun): Partial<TrainSettings> {
     cropPct: o.imageFolder?.cropPct,
     interpolation: o.imageFolder?.interpolation,
     skipBadImages: o.imageFolder?.skipBadImages,
+    cacheImages: o.imageFolder?.cacheImages,
     preset: run.command?.preset,
   };
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== null));
@@ -189,7 +191,7 @@ export function toTrainerOptions(s: TrainSettings): TrainerOptions {
     dataset: s.dataset,
     dataDir: s.dataDir,
     synthetic: s.dataset === 'synthetic' ? s.synthetic : undefined,
-    imageFolder: s.dataset === 'folder' ? { cropPct: s.cropPct, resize: presetResize, interpolation: s.interpolation, skipBadImages: s.skipBadImages } : undefined,
+    imageFolder: s.dataset === 'folder' ? { cropPct: s.cropPct, resize: presetResize, interpolation: s.interpolation, skipBadImages: s.skipBadImages, cacheImages: s.cacheImages } : undefined,
     valSize: s.valSize,
     trainLimit: s.trainLimit,
     evalLimit: s.evalLimit,

@@ -59,6 +59,7 @@ export function addTrainOptions(
   cmd.option('--crop-pct <x>', 'image folders: evaluation resizes the shorter side to image size / crop-pct, then centre-crops', decimal({ min: 0, max: 1, minExclusive: true }), IMAGE_FOLDER_DEFAULTS.cropPct);
   choice('--interpolation <name>', 'image folders: the resize filter', ['bilinear', 'bicubic'], IMAGE_FOLDER_DEFAULTS.interpolation);
   choice('--preset <name>', "a published weight set's preprocessing, for fine-tuning from it (mean/std, filter, crop_pct; Inception V3: transform_input)", PRESET_NAMES, undefined as never);
+  cmd.option('--cache-images', 'image folders: keep the images in memory after their first decode, resized to the evaluation resize (refused when they would not fit)');
   cmd.option('--skip-bad-images', 'image folders: leave out files that cannot be decoded (with a warning and their count) instead of stopping');
   choice('--activation <name>', 'Xception: activation between depthwise and pointwise', ['none', 'relu', 'elu'], 'none');
   choice('--variant <name>', "Xception: 'paper' or the reference 'notebook' variant", ['paper', 'notebook'], 'paper');

@@ -5,8 +5,8 @@
 // that window whatever the folder's size. Every crop and flip derives from (seed, epoch, the
 // image's position in the epoch's permutation), so a resumed or re-sharded run sees the same ones.
 import { ImageDecodeError } from '../errors';
-import { decodeImage } from '../images/decode';
-import { evalCrop, FolderTransform, trainCrop } from '../images/folder-transform';
+import { decodeImage, RgbImage } from '../images/decode';
+import { cachedCopy, evalCrop, FolderTransform, trainCrop } from '../images/folder-transform';
 import { native, NativeBatchFeedHandle } from '../native';
 import { createRng, mixSeed } from '../random';
 import type { ImageFolderSplit } from './image-folder';
@@ -35,6 +35,11 @@ export interface FolderFeederOptions {
   prefetch?: number;
   /** Leave out files that cannot be decoded (each reported once to onBadImage) instead of failing. */
   skipBadImages?: boolean;
+  /**
+   * Keep each image after its first decode, resized so that its shorter side is the evaluation
+   * resize (floor(size / crop_pct)): later epochs crop from memory without reading or decoding.
+   */
+  cacheImages?: boolean;
   onBadImage?: (error: ImageDecodeError) => void;
 }
 
@@ -53,9 +58,12 @@ export class FolderFeeder {
   private readonly bad = new Set<number>();
   private wake?: () => void;
   private readonly prefetch: number;
+  /** cacheImages: each image's resized copy once it has been decoded. */
+  private readonly cache?: Array<RgbImage | undefined>;
 
   constructor(private readonly split: ImageFolderSplit, private readonly opts: FolderFeederOptions) {
     this.prefetch = opts.prefetch ?? 4;
+    if (opts.cacheImages) this.cache = new Array(split.files.length);
     this.feed = new (native().NativeBatchFeed)(split.files.length, () => this.wake?.());
   }
 
@@ -151,6 +159,15 @@ export class FolderFeeder {
     }
   }
 
+  /** The image decoded, and with cacheImages resized and kept. */
+  private async load(image: number, file: string): Promise<RgbImage> {
+    const decoded = await decodeImage(file);
+    if (!this.cache) return decoded;
+    const copy = await cachedCopy(decoded, this.opts.transform);
+    this.cache[image] = copy;
+    return copy;
+  }
+
   private async prepare(batch: PlannedBatch, train: boolean): Promise<Prepared> {
     const t = this.opts.transform;
     const bytes = t.size * t.size * 3;
@@ -160,7 +177,7 @@ export class FolderFeeder {
         if (this.bad.has(image)) return false;
         const file = this.split.files[image];
         try {
-          const decoded = await decodeImage(file);
+          const decoded = this.cache?.[image] ?? (await this.load(image, file));
           if (train) await trainCrop(decoded, t, createRng(batch.seeds![j]), pixels, j * bytes);
           else await evalCrop(decoded, t, pixels, j * bytes);
           return true;

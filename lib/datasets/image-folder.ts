@@ -45,6 +45,12 @@ export interface ImageFolderOptions {
   prefetch?: number;
   /** Leave out (and report) files that cannot be decoded instead of stopping. Default false. */
   skipBadImages?: boolean;
+  /**
+   * Keep every image in memory after its first decode, resized so that its shorter side is the
+   * evaluation resize (floor(size / crop_pct)); later epochs then neither read nor decode. Refused
+   * when the splits would need more than half the free memory. Default false.
+   */
+  cacheImages?: boolean;
 }
 
 export const IMAGE_FOLDER_DEFAULTS: Readonly<Required<ImageFolderOptions>> = Object.freeze({
@@ -55,6 +61,7 @@ export const IMAGE_FOLDER_DEFAULTS: Readonly<Required<ImageFolderOptions>> = Obj
   ratio: [3 / 4, 4 / 3] as [number, number],
   prefetch: 4,
   skipBadImages: false,
+  cacheImages: false,
 });
 
 /** The options with defaults filled in; a RangeError for a value that cannot work. */
@@ -72,6 +79,7 @@ export function resolveImageFolderOptions(o: ImageFolderOptions = {}): Required<
   range('ratio', r.ratio, 100);
   if (r.resize !== null && !(Number.isSafeInteger(r.resize) && r.resize >= 1)) throw new RangeError(`resize must be a positive integer; got ${r.resize}`);
   if (!Number.isSafeInteger(r.prefetch) || r.prefetch < 1) throw new RangeError(`prefetch must be a positive integer; got ${r.prefetch}`);
+  if (typeof r.cacheImages !== 'boolean') throw new RangeError(`cacheImages must be true or false; got ${JSON.stringify(r.cacheImages)}`);
   if (typeof r.skipBadImages !== 'boolean') throw new RangeError(`skipBadImages must be true or false; got ${JSON.stringify(r.skipBadImages)}`);
   return r;
 }

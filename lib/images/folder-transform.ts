@@ -37,6 +37,21 @@ export function trainCrop(image: RgbImage, t: FolderTransform, random: () => num
   return resizedCrop(image, box, t.size, t.interpolation, flip, out, offset);
 }
 
+/**
+ * The copy --cache-images keeps: the image resized (PIL's filter) so that its shorter side is the
+ * evaluation resize, as Resize(floor(size / crop_pct)) leaves it. Evaluation crops from it are the
+ * same bytes as from the file; training crops come from it instead of the full-size image.
+ */
+export async function cachedCopy(image: RgbImage, t: FolderTransform): Promise<RgbImage> {
+  const target = shorterSideSize(image.width, image.height, resizeSize(t));
+  if (target.width >= image.width) return image;  // no smaller than the file: kept as decoded
+  const data = new Uint8Array(target.width * target.height * 3);
+  const whole = { left: 0, top: 0, width: image.width, height: image.height };
+  const window = { left: 0, top: 0, width: target.width, height: target.height };
+  await native().resampleRgb(image.data, image.width, image.height, whole, target.width, target.height, window, t.interpolation, false, data, 0);
+  return { width: target.width, height: target.height, data };
+}
+
 /** One image as an evaluation crop: the shorter side resized, the centre size x size kept. */
 export function evalCrop(image: RgbImage, t: FolderTransform, out: Uint8Array, offset: number): Promise<void> {
   const target = shorterSideSize(image.width, image.height, resizeSize(t));
