@@ -27,9 +27,8 @@ export interface TrainingSplit {
 export interface TrainingData {
   name: string;
   classNames: string[];
+  /** An image folder without test/ tests on its validation split: the same object. */
   splits: Record<SplitName, TrainingSplit>;
-  /** Image folders: the split tested is the validation one (no test/ folder). */
-  testIsVal: boolean;
 }
 
 const minimum = { train: LIMITS.minTrainBatch, val: 1, test: 1 };
@@ -126,12 +125,11 @@ export async function loadTrainingData(
       name: folder.name,
       classNames: folder.classNames,
       splits: { train: feeder(folder.train), val, test: folder.testIsVal ? val : feeder(folder.test) },
-      testIsVal: folder.testIsVal,
     };
   }
   const splits = await loadTrainingSplits(options, settings);
   const held = (split: SplitName) => inMemory(DeviceDataset.fromImageSet(splits[split], device));
-  return { name: splits.name, classNames: splits.classNames, splits: { train: held('train'), val: held('val'), test: held('test') }, testIsVal: false };
+  return { name: splits.name, classNames: splits.classNames, splits: { train: held('train'), val: held('val'), test: held('test') } };
 }
 
 /** What a streamed training split feeds this rank for `epoch` from batch `firstBatch` on. */

@@ -69,9 +69,7 @@ class NativeBatchFeed : public Napi::ObjectWrap<NativeBatchFeed> {
     return feed->batches_;
   }
 
-  static bool is(const Napi::Value& value) {
-    return value.IsObject() && !constructor_.IsEmpty() && value.As<Napi::Object>().InstanceOf(constructor_.Value());
-  }
+  static bool is(const Napi::Value& value) { return is_instance(constructor_, value); }
 
   // new NativeBatchFeed(size: number, onPop?: (pending: number) => void)
   NativeBatchFeed(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeBatchFeed>(info) {

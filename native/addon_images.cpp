@@ -123,12 +123,16 @@ Napi::Value DecodeJpegFile(const Napi::CallbackInfo& info) {
     return AsyncTask::Start(info.Env(), [=]() -> AsyncTask::Finish {
       // A file that cannot be read comes back as null too: the caller's own read then says why, in
       // Node's words (ENOENT, EACCES, ...).
+      // Anything but a JPEG is told by its first bytes, before the rest is read (the caller reads it).
       std::ifstream file(path, std::ios::binary);
       if (!file) return pixels_result(std::nullopt);
-      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      std::vector<uint8_t> bytes(4);
+      if (!file.read(reinterpret_cast<char*>(bytes.data()), 4) || bytes[0] != 0xff || bytes[1] != 0xd8 ||
+          bytes[2] != 0xff) {
+        return pixels_result(std::nullopt);
+      }
+      bytes.insert(bytes.end(), std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
       if (file.bad()) return pixels_result(std::nullopt);
-      const bool jpeg = bytes.size() > 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
-      if (!jpeg) return pixels_result(std::nullopt);
       return pixels_result(decode_jpeg_rgb(bytes.data(), bytes.size(), max_pixels));
     });
   });

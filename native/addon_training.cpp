@@ -12,6 +12,23 @@
 namespace xt::napi {
 namespace {
 
+// What an epoch or evaluation reads: a NativeDataset's images (which must be on `device`), or a
+// NativeBatchFeed's batches.
+struct TrainingImages {
+  std::shared_ptr<ImageStore> store;
+  std::shared_ptr<FedBatches> fed;
+  int64_t size() const { return fed ? fed->size() : store->size(); }
+};
+
+TrainingImages training_images_of(const Napi::Value& value, const torch::Device& device) {
+  if (is_batch_feed(value)) return {nullptr, batch_feed_of(value)};
+  auto store = image_store_of(value);
+  if (store->device() != device) {
+    throw std::invalid_argument("the dataset is on " + store->device().str() + " but the model is on " + device.str());
+  }
+  return {store, nullptr};
+}
+
 class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -35,25 +52,15 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       if (info.Length() < 3 || !info[2].IsObject())
         throw std::invalid_argument("NativeTrainer(model, trainDataset, config)");
       auto model = model_access(info[0]);
-      int64_t train_size = 0;
-      if (is_batch_feed(info[1])) {
-        fed_ = batch_feed_of(info[1]);
-        train_size = fed_->size();
-      } else {
-        train_ = image_store_of(info[1]);
-        train_size = train_->size();
-        if (train_->device() != model.device) {
-          throw std::invalid_argument("the dataset is on " + train_->device().str() + " but the model is on " +
-                                      model.device.str());
-        }
-      }
+      train_ = training_images_of(info[1], model.device);
       model_ = Napi::Persistent(info[0].As<Napi::Object>());
       busy_ = model.busy;
       device_ = model.device;
       auto config = info[2].As<Napi::Object>();
       std::shared_ptr<DistributedGroup> group;
       if (config.Has("group") && !config.Get("group").IsUndefined()) group = process_group_of(config.Get("group"));
-      session_ = std::make_shared<TrainingSession>(model.net, train_config_of(config), model.device, train_size, group);
+      session_ =
+          std::make_shared<TrainingSession>(model.net, train_config_of(config), model.device, train_.size(), group);
       // The optimizer's moments: two tensors the size of each trained parameter.
       memory_ = std::make_unique<ExternalMemory>(info.Env(), tensor_bytes(session_->optimizer().state()));
     });
@@ -71,8 +78,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     stop_ = true;
     session_.reset();
-    train_.reset();
-    fed_.reset();
+    train_ = {};
     memory_.reset();
     return info.Env().Undefined();
   }
@@ -105,11 +111,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       }
       auto session = session_;
       auto train = train_;
-      auto fed = fed_;
       auto* stop = &stop_;
       return AsyncTask::Start(
           env,
-          [session, train, fed, stop, tsfn]() -> AsyncTask::Finish {
+          [session, train, stop, tsfn]() -> AsyncTask::Finish {
             auto report = [&](const TrainProgress& p) {
               if (!tsfn) return;
               tsfn->BlockingCall(new TrainProgress(p), [](Napi::Env env, Napi::Function callback, TrainProgress* p) {
@@ -133,7 +138,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
             };
             EpochResult result;
             try {
-              result = fed ? session->train_epoch(*fed, report, *stop) : session->train_epoch(*train, report, *stop);
+              result = train.fed ? session->train_epoch(*train.fed, report, *stop)
+                                 : session->train_epoch(*train.store, report, *stop);
             } catch (...) {
               if (tsfn) tsfn->Release();
               throw;
@@ -154,16 +160,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   //   -> Promise<{ loss, accuracy, images, confusion }>
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      std::shared_ptr<ImageStore> data;
-      std::shared_ptr<FedBatches> fed;
-      if (info.Length() > 0 && is_batch_feed(info[0])) {
-        fed = batch_feed_of(info[0]);
-      } else {
-        data = image_store_of(info[0]);
-        if (data->device() != device_)
-          throw std::invalid_argument("the dataset is on " + data->device().str() + " but the model is on " +
-                                      device_.str());
-      }
+      const auto data = training_images_of(info[0], device_);
       const int64_t batch_size = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 128;
       const int64_t classes = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 10;
       if (batch_size < 1 || classes < 1) throw std::invalid_argument("batchSize and numClasses must be positive");
@@ -171,8 +168,9 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       auto session = session_;
       return AsyncTask::Start(
           info.Env(),
-          [session, data, fed, batch_size, classes]() -> AsyncTask::Finish {
-            auto r = fed ? session->evaluate(*fed, batch_size, classes) : session->evaluate(*data, batch_size, classes);
+          [session, data, batch_size, classes]() -> AsyncTask::Finish {
+            auto r = data.fed ? session->evaluate(*data.fed, batch_size, classes)
+                              : session->evaluate(*data.store, batch_size, classes);
             return [r, classes](Napi::Env env) -> Napi::Value {
               auto o = Napi::Object::New(env);
               o.Set("loss", r.loss);
@@ -281,8 +279,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   Napi::ObjectReference model_;
   std::atomic<int>* busy_ = nullptr;
   torch::Device device_{torch::kCPU};
-  std::shared_ptr<ImageStore> train_;  // the training images: in memory, or
-  std::shared_ptr<FedBatches> fed_;    // fed batch by batch
+  TrainingImages train_;
   std::shared_ptr<TrainingSession> session_;
   std::atomic<bool> stop_{false};
   bool running_ = false;

@@ -1,6 +1,6 @@
 // Batches prepared outside the training thread and handed to it in order: the image-folder data
-// path decodes and augments files in JavaScript (sharp, on libuv's pool; lib/datasets/folder-feeder.ts)
-// and pushes uint8 batches here, while TrainingSession's epoch loop pops them on its worker thread.
+// path (lib/datasets/folder-feeder.ts) decodes and crops files on libuv's pool and pushes uint8
+// batches here, while TrainingSession's epoch loop pops them on its worker thread.
 // The queue itself is unbounded: the feeder bounds it (it keeps at most its prefetch depth queued,
 // told of each pop through on_pop).
 #pragma once

@@ -313,13 +313,16 @@ inline Napi::Object tensor_object(Napi::Env env, const std::string& name, const 
   return o;
 }
 
+// Whether `value` was made by `constructor`.
+inline bool is_instance(const Napi::FunctionReference& constructor, const Napi::Value& value) {
+  return value.IsObject() && !constructor.IsEmpty() && value.As<Napi::Object>().InstanceOf(constructor.Value());
+}
+
 // The wrapped native object behind `value` if it was made by `constructor`; otherwise a clear error
 // (napi_unwrap on a foreign object would not be one).
 template <typename Wrapped>
 Wrapped* unwrap_instance(const Napi::FunctionReference& constructor, const Napi::Value& value, const char* expected) {
-  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
-    throw std::invalid_argument(std::string("expected ") + expected);
-  }
+  if (!is_instance(constructor, value)) throw std::invalid_argument(std::string("expected ") + expected);
   return Napi::ObjectWrap<Wrapped>::Unwrap(value.As<Napi::Object>());
 }
 

@@ -1,7 +1,7 @@
 // Streams an image folder's split into a native epoch or evaluation: the batches the native loop
 // will pop (this rank's images of the epoch's permutation, or of the evaluation split) are decoded
-// (sharp) and cropped (PIL's arithmetic, in the addon) on libuv's pool, two batches at a time, and pushed in order into a
-// NativeBatchFeed, never more than `prefetch` batches ahead of the loop. Memory stays bounded by
+// (lib/images/decode.ts) and cropped (PIL's arithmetic, in the addon) on libuv's pool, two batches
+// at a time, and pushed in order into a NativeBatchFeed, never more than `prefetch` batches ahead of the loop. Memory stays bounded by
 // that window whatever the folder's size. Every crop and flip derives from (seed, epoch, the
 // image's position in the epoch's permutation), so a resumed or re-sharded run sees the same ones.
 import { ImageDecodeError } from '../errors';
@@ -69,11 +69,6 @@ export class FolderFeeder {
 
   get size(): number {
     return this.split.files.length;
-  }
-
-  /** Files left out so far because they could not be decoded. */
-  get skippedFiles(): string[] {
-    return [...this.bad].sort((a, b) => a - b).map((i) => this.split.files[i]);
   }
 
   /**

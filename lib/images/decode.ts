@@ -2,8 +2,8 @@
 // `Image.open(f).convert('RGB')`. Decoding runs on libuv's thread pool, off the event loop: JPEGs in
 // the addon with the system's libjpeg, the library PIL decodes them with (native/jpeg_decode.h;
 // three times faster than sharp), where the addon was built with it; everything else, and every
-// image in an addon without it, in sharp (libvips, prebuilt binaries from npm). sharp's own conversions to sRGB match PIL's for every
-// kind but two, which are done here from the raw samples:
+// image in an addon without it, in sharp (libvips, prebuilt binaries from npm). sharp's own
+// conversions to sRGB match PIL's for every kind but two, which are done here from the raw samples:
 //   CMYK (JPEG)      PIL's naive formula, no colour management: R = 255 - K - C(255 - K)/255
 //   16-bit grey PNG  PIL opens it as mode I and clips each value to 0..255 (no scaling: 300 is 255)
 // Everything else (greyscale, 1-bit, palette with or without transparency, alpha, 16-bit RGB(A):
@@ -45,12 +45,7 @@ export async function decodeImage(file: string): Promise<RgbImage> {
   if (native().jpegDecoder) {
     // A JPEG is read and decoded in one trip through the pool; anything else (and a file that
     // cannot be read, which the read below reports) comes back as null.
-    let decoded: RgbImage | null;
-    try {
-      decoded = await native().decodeJpegFile(file, MAX_PIXELS);
-    } catch (error) {
-      throw new ImageDecodeError(file, reason(error));
-    }
+    const decoded = await viaLibjpeg(file, () => native().decodeJpegFile(file, MAX_PIXELS));
     if (decoded) return decoded;
   }
   let bytes: Buffer;
@@ -65,12 +60,7 @@ export async function decodeImage(file: string): Promise<RgbImage> {
 /** decodeImage() for a file already in memory; `file` names it in errors. */
 export async function decodeImageBytes(bytes: Uint8Array, file = '<buffer>'): Promise<RgbImage> {
   if (isJpeg(bytes) && native().jpegDecoder) {
-    let decoded: RgbImage | null;
-    try {
-      decoded = await native().decodeJpeg(bytes, MAX_PIXELS);
-    } catch (error) {
-      throw new ImageDecodeError(file, reason(error));
-    }
+    const decoded = await viaLibjpeg(file, () => native().decodeJpeg(bytes, MAX_PIXELS));
     if (decoded) return decoded;  // else CMYK: PIL's own conversion below
   }
   const input = () => sharp(bytes, { ignoreIcc: true, limitInputPixels: MAX_PIXELS, failOn: 'warning' });
@@ -84,6 +74,15 @@ export async function decodeImageBytes(bytes: Uint8Array, file = '<buffer>'): Pr
     return toRgb(await raw(input().removeAlpha()));
   } catch (error) {
     if (error instanceof ImageDecodeError) throw error;
+    throw new ImageDecodeError(file, reason(error));
+  }
+}
+
+/** The addon's libjpeg decode, a failure as an ImageDecodeError naming `file`; null: not one it decodes. */
+async function viaLibjpeg(file: string, decode: () => Promise<RgbImage | null>): Promise<RgbImage | null> {
+  try {
+    return await decode();
+  } catch (error) {
     throw new ImageDecodeError(file, reason(error));
   }
 }
