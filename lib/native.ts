@@ -223,6 +223,10 @@ export interface NativeInfo {
   distributedBackends: string[];
   /** Why this build has no c10d, when it has none. */
   distributedMissing?: string;
+  /** The oneDNN version eval passes call directly for their convolutions; '' when built without it. */
+  onednnVersion: string;
+  /** Whether they do now (setOnednnInference). */
+  onednnInference: boolean;
 }
 
 /** A joined c10d process group (createProcessGroup); a NativeTrainer takes it as `group`. */
@@ -261,6 +265,8 @@ export interface NativeAddon {
     src: Uint8Array, width: number, height: number, from: PixelBox, resizedWidth: number, resizedHeight: number,
     window: PixelBox, filter: 'bilinear' | 'bicubic', flip: boolean, out: Uint8Array, offset: number,
   ): Promise<void>;
+  /** Whether eval passes run their convolutions on oneDNN directly (the default where built with it) or through libtorch. */
+  setOnednnInference(enabled: boolean): void;
   /** Whether the addon decodes JPEGs itself (built with the system's libjpeg). */
   jpegDecoder: boolean;
   /** A JPEG's RGB bytes as PIL's loader gets them, decoded on a libuv worker; null for a CMYK/YCCK file. */

@@ -30,6 +30,11 @@ export interface RuntimeInfo {
   distributedMissing?: string;
   /** Who decodes JPEGs: the addon with the system's libjpeg, or sharp (an addon built without libjpeg-dev). */
   jpegDecoder: 'libjpeg' | 'sharp';
+  /** Who runs eval passes' convolutions on the CPU: oneDNN called directly (weights reordered once, ReLU
+   * fused), or libtorch (an addon built without libdnnl-dev, or setInferenceConvolutions('libtorch')). */
+  inferenceConvolutions: 'onednn' | 'libtorch';
+  /** The oneDNN version the addon was built with; '' without. */
+  onednnVersion: string;
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -51,7 +56,25 @@ export function runtimeInfo(): RuntimeInfo {
     distributedBackends: info.distributedBackends,
     distributedMissing: info.distributedMissing,
     jpegDecoder: native().jpegDecoder ? 'libjpeg' : 'sharp',
+    inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
+    onednnVersion: info.onednnVersion,
   };
+}
+
+/**
+ * Who runs the convolutions of eval-mode passes on the CPU (process-wide, from the next convolution):
+ * 'onednn' (the default where the addon was built with libdnnl-dev) calls oneDNN directly with weights
+ * reordered once and ReLU fused; 'libtorch' goes through at::conv2d, as before, for comparisons.
+ * Both run the same oneDNN kernels. Asking for 'onednn' in a build without it throws.
+ */
+export function setInferenceConvolutions(engine: 'onednn' | 'libtorch'): void {
+  if (engine !== 'onednn' && engine !== 'libtorch') {
+    throw new TypeError(`inference convolutions: expected 'onednn' or 'libtorch', got ${JSON.stringify(engine)}`);
+  }
+  if (engine === 'onednn' && !native().info().onednnVersion) {
+    throw new Error('this addon was built without oneDNN (Debian/Ubuntu: apt-get install libdnnl-dev, then npm run build:native)');
+  }
+  native().setOnednnInference(engine === 'onednn');
 }
 
 const CUDA_LIBRARY = /\/lib(cudart|cublas|cublasLt|cudnn[a-z_]*|nvrtc|nvrtc-builtins|nccl|cufft|curand|cusparse|cusolver|nvToolsExt|nvJitLink|cupti|torch_cuda|c10_cuda)(-[0-9a-f]{8})?\.so[.0-9]*$/;

@@ -5,6 +5,7 @@
 #include "cuda_support.h"
 #include "napi_support.h"
 #include "network.h"
+#include "onednn_conv.h"
 
 namespace xt {
 class TrainingSession;  // counted by LiveCount (training.h); only its count is read here
@@ -39,6 +40,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
       g.Set("computeCapability", std::to_string(gpu->major) + "." + std::to_string(gpu->minor));
       o.Set("gpu", g);
     }
+    // The oneDNN folded eval passes call directly ("" where the addon was built without it), and
+    // whether they do now.
+    o.Set("onednnVersion", xt::onednn_version());
+    o.Set("onednnInference", xt::onednn_inference_enabled());
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));
     o.Set("parallelInfo", at::get_parallel_info());
@@ -124,6 +129,16 @@ Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// setOnednnInference(on): whether folded eval passes run their convolutions on oneDNN directly
+// (native/onednn_conv.h) or through libtorch, for comparisons. No effect in a build without oneDNN.
+Napi::Value SetOnednnInference(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setOnednnInference expects a boolean");
+    xt::set_onednn_inference(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", define_native_model(env));
   exports.Set("info", Napi::Function::New(env, Info));
@@ -132,6 +147,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemory));
   exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory));
   exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
+  exports.Set("setOnednnInference", Napi::Function::New(env, SetOnednnInference));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeBatchFeed", define_native_batch_feed(env));
   define_images(env, exports);

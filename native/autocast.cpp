@@ -12,6 +12,14 @@ at::ScalarType amp_dtype(AmpMode mode) { return mode == AmpMode::BF16 ? at::kBFl
 
 }  // namespace
 
+bool cpu_autocast_enabled() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(torch::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
 AutocastGuard::AutocastGuard(torch::DeviceType device, AmpMode mode) : device_(device) {
   if (mode == AmpMode::Off) return;
   if (device == torch::kCPU && mode != AmpMode::BF16) {

@@ -10,6 +10,10 @@ enum class AmpMode { Off, FP16, BF16 };
 
 // Mirrors Python's `with torch.autocast(device, dtype)`: enables autocast for `device` on this
 // thread (autocast state is thread-local) and restores the previous state on destruction.
+// Whether autocast is on for the CPU on this thread (code that calls oneDNN directly must then
+// leave the work to libtorch, which casts).
+bool cpu_autocast_enabled();
+
 class AutocastGuard {
  public:
   AutocastGuard(torch::DeviceType device, AmpMode mode);

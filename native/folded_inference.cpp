@@ -1,14 +1,18 @@
 #include "folded_inference.h"
 
 #include <stdexcept>
+#include <type_traits>
+
+#include "onednn_conv.h"
 
 namespace xt {
 namespace F = torch::nn::functional;
 
 struct FoldedConv {
-  const torch::nn::BatchNorm2dImpl* bn;  // the BatchNorm folded in (checked by conv_bn)
+  const torch::nn::BatchNorm2dImpl* bn;  // the BatchNorm folded in (checked by conv_bn); null: none
   F::Conv2dFuncOptions options;          // the convolution's geometry, with the folded bias
   torch::Tensor weight;
+  std::shared_ptr<const OnednnConv> onednn;  // the same convolution on oneDNN; null where unavailable
 };
 
 struct FoldedTable {
@@ -20,24 +24,62 @@ namespace {
 // The table active on this thread (set by FoldedInference::Scope).
 thread_local const FoldedTable* active_table = nullptr;
 
-FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+// bn == nullptr: the convolution as it is (a depthwise convolution with no BatchNorm of its own),
+// copied so that it can run on oneDNN with its weights reordered once.
+FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl* bn) {
   // Folded in double, then stored in the weights' dtype and the folded passes' memory format.
   const auto& w = conv.weight;
-  const auto d = torch::kDouble;
-  auto scale = (bn.running_var.to(d) + bn.options.eps()).rsqrt();
-  if (bn.weight.defined()) scale = scale * bn.weight.to(d);
-  auto bias = conv.bias.defined() ? conv.bias.to(d) : torch::zeros_like(scale);
-  bias = (bias - bn.running_mean.to(d)) * scale;
-  if (bn.bias.defined()) bias = bias + bn.bias.to(d);
-  auto weight = (w.to(d) * scale.view({-1, 1, 1, 1})).to(w.scalar_type()).contiguous(folded_memory_format(w));
+  torch::Tensor weight = w.detach().clone(), bias = conv.bias.defined() ? conv.bias.detach().clone() : torch::Tensor();
+  if (bn) {
+    const auto d = torch::kDouble;
+    auto scale = (bn->running_var.to(d) + bn->options.eps()).rsqrt();
+    if (bn->weight.defined()) scale = scale * bn->weight.to(d);
+    auto folded_bias = conv.bias.defined() ? conv.bias.to(d) : torch::zeros_like(scale);
+    folded_bias = (folded_bias - bn->running_mean.to(d)) * scale;
+    if (bn->bias.defined()) folded_bias = folded_bias + bn->bias.to(d);
+    weight = (w.to(d) * scale.view({-1, 1, 1, 1})).to(w.scalar_type());
+    bias = folded_bias.to(w.scalar_type());
+  }
+  weight = weight.contiguous(folded_memory_format(w));
   const auto& o = conv.options;
   auto options = F::Conv2dFuncOptions()
-                     .bias(bias.to(w.scalar_type()))
+                     .bias(bias)
                      .stride(o.stride())
                      .padding(o.padding())
                      .dilation(o.dilation())
                      .groups(o.groups());
-  return FoldedConv{&bn, options, weight};
+  // Explicit padding only ('same'/'valid' stay on libtorch's path). `visit` by argument-dependent
+  // lookup: c10::visit on libtorch 1.13's c10::variant, std::visit where 2.x uses std::variant.
+  std::vector<int64_t> padding;
+  visit(
+      [&](const auto& alternative) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(alternative)>, torch::ExpandingArray<2>>) {
+          padding.assign(alternative->begin(), alternative->end());
+        }
+      },
+      o.padding());
+  auto onednn =
+      padding.empty() ? nullptr : OnednnConv::create(weight, bias, *o.stride(), padding, *o.dilation(), o.groups());
+  return FoldedConv{bn, options, weight, std::move(onednn)};
+}
+
+// conv(x) with the folded copy, and ReLU after it when asked: on oneDNN where it runs, else libtorch.
+torch::Tensor run(const FoldedConv& folded, const torch::Tensor& x, bool relu) {
+  if (folded.onednn) {
+    if (auto out = folded.onednn->run(x, relu)) return *out;
+  }
+  auto out = F::conv2d(x, folded.weight, folded.options);
+  return relu ? out.relu_() : out;
+}
+
+const FoldedConv& declared(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl* bn) {
+  auto it = active_table->convs.find(&conv);
+  // A model whose forward and declared pairs drifted apart would otherwise run unfolded silently.
+  if (it == active_table->convs.end() || it->second.bn != bn) {
+    throw std::logic_error(bn ? "a conv -> BatchNorm pair ran in a folded pass without being declared to folding()"
+                              : "a convolution ran in a folded pass without being declared to folding().add_plain()");
+  }
+  return it->second;
 }
 
 }  // namespace
@@ -63,6 +105,20 @@ void FoldedInference::add(const torch::nn::Conv2d& conv, const torch::nn::BatchN
   std::lock_guard<std::mutex> lock(mutex_);
   pairs_.push_back({conv, bn});
   table_.reset();
+}
+
+void FoldedInference::add_plain(const torch::nn::Conv2d& conv) {
+  if (!conv) throw std::invalid_argument("FoldedInference::add_plain needs a convolution");
+  std::lock_guard<std::mutex> lock(mutex_);
+  pairs_.push_back({conv, nullptr});
+  table_.reset();
+}
+
+size_t FoldedInference::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  size_t n = 0;
+  for (const auto& p : pairs_) n += p.bn ? 1 : 0;
+  return n;
 }
 
 void FoldedInference::set_enabled(bool enabled) {
@@ -91,13 +147,14 @@ std::vector<FoldedInference::Stamp> FoldedInference::stamps() const {
       out.push_back({t.unsafeGetTensorImpl(), t.data_ptr(), t.is_inference() ? 0 : t._version()});
     }
   };
+  const torch::Tensor none;
   for (const auto& p : pairs_) {
     stamp(p.conv->weight);
     stamp(p.conv->bias);
-    stamp(p.bn->weight);
-    stamp(p.bn->bias);
-    stamp(p.bn->running_mean);
-    stamp(p.bn->running_var);
+    stamp(p.bn ? p.bn->weight : none);
+    stamp(p.bn ? p.bn->bias : none);
+    stamp(p.bn ? p.bn->running_mean : none);
+    stamp(p.bn ? p.bn->running_var : none);
   }
   return out;
 }
@@ -111,7 +168,7 @@ std::shared_ptr<const FoldedTable> FoldedInference::current() {
   c10::InferenceMode normal_tensors(false);
   torch::NoGradGuard no_grad;
   auto table = std::make_shared<FoldedTable>();
-  for (const auto& p : pairs_) table->convs.emplace(p.conv.get(), fold(*p.conv, *p.bn));
+  for (const auto& p : pairs_) table->convs.emplace(p.conv.get(), fold(*p.conv, p.bn ? p.bn.get() : nullptr));
   table_ = std::move(table);
   table_stamps_ = std::move(now);
   refreshes_++;
@@ -124,15 +181,18 @@ FoldedInference::Scope::Scope(FoldedInference& folding) : table_(folding.current
 
 FoldedInference::Scope::~Scope() { active_table = previous_; }
 
+bool in_folded_pass() { return active_table != nullptr; }
+
 std::optional<torch::Tensor> run_folded(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
-                                        const std::function<torch::Tensor()>& input) {
+                                        const std::function<torch::Tensor()>& input, bool relu) {
   if (!active_table) return std::nullopt;
-  auto it = active_table->convs.find(&conv);
-  // A model whose forward and declared pairs drifted apart would otherwise run unfolded silently.
-  if (it == active_table->convs.end() || it->second.bn != &bn) {
-    throw std::logic_error("a conv -> BatchNorm pair ran in a folded pass without being declared to folding()");
-  }
-  return F::conv2d(input(), it->second.weight, it->second.options);
+  const auto& folded = declared(conv, &bn);
+  return run(folded, input(), relu);
+}
+
+std::optional<torch::Tensor> run_plain(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
+  if (!active_table) return std::nullopt;
+  return run(declared(conv, nullptr), x, /*relu=*/false);
 }
 
 }  // namespace xt

@@ -27,7 +27,11 @@ class FoldedInference {
   // for pairs that cannot be folded (a BatchNorm without running statistics, a padding mode
   // other than zeros, channel counts that do not match).
   void add(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
-  size_t size() const { return pairs_.size(); }
+  // Declares a convolution with no BatchNorm after it that folded passes run through run_plain(),
+  // so that it too runs on oneDNN with its weights reordered once.
+  void add_plain(const torch::nn::Conv2d& conv);
+  // The declared conv -> BatchNorm pairs (add_plain() convolutions not counted).
+  size_t size() const;
 
   // On by default. Off, eval passes run the modules as they are (for comparisons); the copy is
   // dropped.
@@ -59,7 +63,7 @@ class FoldedInference {
  private:
   struct Pair {
     torch::nn::Conv2d conv;
-    torch::nn::BatchNorm2d bn;
+    torch::nn::BatchNorm2d bn;  // empty for add_plain()
   };
   // Identity and version of a source tensor: a change of either means the copy is stale.
   struct Stamp {
@@ -85,10 +89,18 @@ class FoldedInference {
 // on NCHW (measured at 96x96, batch 8, 2 threads); the tensor's own format elsewhere.
 at::MemoryFormat folded_memory_format(const torch::Tensor& x);
 
-// Inside a FoldedInference::Scope: the folded convolution of input() (std::logic_error when the
-// pair conv -> bn was never declared). Outside one: nothing, and the caller runs the modules.
+// Whether this thread is inside a FoldedInference::Scope.
+bool in_folded_pass();
+
+// Inside a FoldedInference::Scope: the folded convolution of input(), with ReLU fused after it when
+// `relu` (std::logic_error when the pair conv -> bn was never declared). The convolution runs on
+// oneDNN (native/onednn_conv.h) where it can, else in libtorch. Outside a Scope: nothing, and the
+// caller runs the modules.
 std::optional<torch::Tensor> run_folded(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
-                                        const std::function<torch::Tensor()>& input);
+                                        const std::function<torch::Tensor()>& input, bool relu = false);
+
+// The same for a convolution declared with add_plain().
+std::optional<torch::Tensor> run_plain(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 
 // bn(conv(x)), as one folded convolution in folded eval passes. `conv` and `bn` are module holders
 // (plain or Stage<...>), called as holders otherwise so that summaries see them.
@@ -96,6 +108,16 @@ template <class ConvHolder, class BatchNormHolder>
 torch::Tensor conv_bn(ConvHolder& conv, BatchNormHolder& bn, const torch::Tensor& x) {
   if (auto folded = run_folded(*conv, *bn, [&] { return x; })) return *folded;
   return bn(conv(x));
+}
+
+// relu(bn(conv(x))), the ReLU fused into the folded convolution in folded eval passes. `relu` is
+// the module (or any callable) run otherwise.
+template <class ConvHolder, class BatchNormHolder, class ReLU>
+torch::Tensor conv_bn_relu(ConvHolder& conv, BatchNormHolder& bn, const torch::Tensor& x, ReLU&& relu) {
+  if (auto folded = run_folded(
+          *conv, *bn, [&] { return x; }, /*relu=*/true))
+    return *folded;
+  return relu(bn(conv(x)));
 }
 
 }  // namespace xt

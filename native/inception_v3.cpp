@@ -41,7 +41,9 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in_channels, int64_t out_channels, torc
   bn = register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out_channels).eps(0.001)));
 }
 
-torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) { return conv_bn(conv, bn, x).relu_(); }
+torch::Tensor BasicConv2dImpl::forward(torch::Tensor x) {
+  return conv_bn_relu(conv, bn, x, [](torch::Tensor t) { return t.relu_(); });
+}
 
 InceptionAImpl::InceptionAImpl(int64_t in, int64_t pool_features) : torch::nn::Module("InceptionA") {
   branch1x1 = register_module("branch1x1", BasicConv2d(in, 64, 1));

@@ -12,11 +12,14 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t
   return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(bias).groups(groups));
 }
 
-// bn(separable(x)), with `bn` folded into the pointwise convolution in folded eval passes.
-// Holders plain or Stage<...>, as conv_bn() takes them.
+// bn(separable(x)), with `bn` folded into the pointwise convolution in folded eval passes, and
+// there a ReLU after it fused too when `relu` (the caller then skips its own; outside folded passes
+// `relu` changes nothing). Holders plain or Stage<...>, as conv_bn() takes them.
 template <class SeparableHolder, class BatchNormHolder>
-torch::Tensor separable_conv_bn(SeparableHolder& separable, BatchNormHolder& bn, const torch::Tensor& x) {
-  if (auto folded = run_folded(*separable->pointwise, *bn, [&] { return separable->depthwise(x); })) return *folded;
+torch::Tensor separable_conv_bn(SeparableHolder& separable, BatchNormHolder& bn, const torch::Tensor& x,
+                                bool relu = false) {
+  auto depthwise = [&] { return separable->depthwise(x); };
+  if (auto folded = run_folded(*separable->pointwise, *bn, depthwise, relu)) return *folded;
   return bn(separable(x));
 }
 
@@ -29,7 +32,8 @@ SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channe
 }
 
 torch::Tensor SeparableConv2dImpl::depthwise(torch::Tensor x) {
-  x = conv1(x);
+  auto folded = run_plain(*conv1, x);
+  x = folded ? *folded : conv1(x);
   switch (activation_) {
     case IntermediateActivation::None: break;
     case IntermediateActivation::ReLU: x = torch::relu(x); break;
@@ -70,10 +74,21 @@ XceptionBlockImpl::XceptionBlockImpl(int64_t in_channels, int64_t out_channels, 
 }
 
 torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
-  const torch::Tensor shortcut = !skip ? x : skipbn ? conv_bn(skip, skipbn, x) : skip(x);
-  for (auto& unit : units_) {
-    if (unit.relu) x = unit.relu(x);
-    x = separable_conv_bn(unit.conv, unit.bn, x);
+  torch::Tensor shortcut = x;
+  if (skip && skipbn) {
+    shortcut = conv_bn(skip, skipbn, x);
+  } else if (skip) {
+    auto folded = run_plain(*skip, x);
+    shortcut = folded ? *folded : skip(x);
+  }
+  // In folded passes a unit's ReLU runs fused into the convolution before it, where there is one.
+  const bool fuse = in_folded_pass();
+  bool relu_done = false;
+  for (size_t i = 0; i < units_.size(); ++i) {
+    auto& unit = units_[i];
+    if (unit.relu && !relu_done) x = unit.relu(x);
+    relu_done = fuse && i + 1 < units_.size() && units_[i + 1].relu;
+    x = separable_conv_bn(unit.conv, unit.bn, x, relu_done);
   }
   if (pool_) x = pool_(x);
   return x + shortcut;
@@ -81,7 +96,11 @@ torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
 
 void XceptionBlockImpl::fold_into(FoldedInference& folding) {
   if (skip && skipbn) folding.add(skip, skipbn);
-  for (auto& unit : units_) folding.add(unit.conv->pointwise, unit.bn);
+  if (skip && !skipbn) folding.add_plain(skip);
+  for (auto& unit : units_) {
+    folding.add_plain(unit.conv->conv1);
+    folding.add(unit.conv->pointwise, unit.bn);
+  }
 }
 
 XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception"), options_(options) {
@@ -126,7 +145,9 @@ XceptionImpl::XceptionImpl(const XceptionOptions& options) : Network("Xception")
   folding().add(conv1, bn1);
   folding().add(conv2, bn2);
   for (auto& block : blocks_) block->fold_into(folding());
+  folding().add_plain(conv3->conv1);
   folding().add(conv3->pointwise, bn3);
+  folding().add_plain(conv4->conv1);
   folding().add(conv4->pointwise, bn4);
 
   // timm's legacy_xception initialisation: He-normal (fan_out) convs, BN weight 1 and bias 0,
@@ -149,11 +170,15 @@ int64_t XceptionImpl::min_input_size() const {
 }
 
 NetworkOutput XceptionImpl::forward_impl(torch::Tensor x) {
-  x = act1(conv_bn(conv1, bn1, x));  // entry flow stem
-  x = act2(conv_bn(conv2, bn2, x));
+  x = conv_bn_relu(conv1, bn1, x, act1);  // entry flow stem
+  x = conv_bn_relu(conv2, bn2, x, act2);
   for (auto& block : blocks_) x = block(x);  // entry, middle and exit flow blocks
-  x = act3(separable_conv_bn(conv3, bn3, x));
-  x = act4(separable_conv_bn(conv4, bn4, x));
+  // The exit flow's ReLUs run fused into the convolutions in folded passes.
+  const bool fuse = in_folded_pass();
+  x = separable_conv_bn(conv3, bn3, x, fuse);
+  if (!fuse) x = act3(x);
+  x = separable_conv_bn(conv4, bn4, x, fuse);
+  if (!fuse) x = act4(x);
   x = torch::flatten(global_pool(x), 1);
   if (options_.dropout > 0) x = torch::dropout(x, options_.dropout, is_training());
   return {fc(x), torch::Tensor()};

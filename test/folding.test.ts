@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { createModel, Model, ModelName, TensorData } from '../lib';
+import { createModel, Model, ModelName, runtimeInfo, setInferenceConvolutions, TensorData } from '../lib';
 import { Trainer } from '../lib/trainer';
 import { oracle } from './helpers/python';
 import { readTensor, relativeError } from './helpers/tensors';
@@ -150,5 +150,50 @@ describe('the folded copy follows the weights', () => {
     expect(model.batchNormFolding()).toEqual({ enabled: false, pairs: 94, refreshes: 0 });
     expect(() => model.setBatchNormFolding('yes' as never)).toThrow(/expects true or false/);
     model.dispose();
+  });
+});
+
+// Eval passes call oneDNN directly for their convolutions (native/onednn_conv.h): weights reordered
+// once, primitives compiled per input shape, ReLU fused. It must give libtorch's logits.
+describe('inference convolutions on oneDNN', () => {
+  const engines = [
+    { label: 'Xception', name: 'xception' as ModelName, options: { numClasses: 10, middleFlowBlocks: 2 } },
+    // Padded stem with bias, skips with bias and no BatchNorm (run as plain convolutions).
+    { label: 'Xception, notebook variant, ELU', name: 'xception' as ModelName, options: { numClasses: 10, middleFlowBlocks: 1, variant: 'notebook', intermediateActivation: 'elu' } },
+    { label: 'Inception V3', name: 'inception_v3' as ModelName, options: { numClasses: 10, auxLogits: false } },
+  ];
+
+  it('are what this build runs (the documented set-up installs libdnnl-dev)', () => {
+    const info = runtimeInfo();
+    expect(info.onednnVersion).toMatch(/^2\.\d+\.\d+$/);
+    expect(info.inferenceConvolutions).toBe('onednn');
+  });
+
+  it.each(engines)('$label: the logits equal libtorch convolutions\' for two input shapes, alternately', async ({ name, options }) => {
+    const model = createModel(name, options as never).eval();
+    // Non-square, odd and even sizes: oneDNN's right/bottom padding must reproduce libtorch's floor.
+    const inputs = [[3, 3, 80, 97], [1, 3, 96, 96], [3, 3, 80, 97]].map((shape) => ({
+      shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.37) + 0.1 * Math.cos(i * 0.011)),
+    }));
+    try {
+      for (const input of inputs) {
+        setInferenceConvolutions('onednn');
+        const direct = await model.forward(input);
+        setInferenceConvolutions('libtorch');
+        const viaLibtorch = await model.forward(input);
+        expect(direct.shape).toEqual(viaLibtorch.shape);
+        expect(relativeError(direct.data, viaLibtorch.data)).toBeLessThanOrEqual(1e-5);
+        // and the unfolded model's, within folding's tolerance
+        expect(relativeError(direct.data, (await unfolded(model, input)).data)).toBeLessThanOrEqual(TOLERANCE);
+      }
+    } finally {
+      setInferenceConvolutions('onednn');
+      model.dispose();
+    }
+  });
+
+  it('rejects an unknown engine', () => {
+    expect(() => setInferenceConvolutions('mkl' as never)).toThrow(/expected 'onednn' or 'libtorch'/);
+    expect(runtimeInfo().inferenceConvolutions).toBe('onednn');
   });
 });

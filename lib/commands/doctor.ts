@@ -70,6 +70,9 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
     ['CUDA devices', String(info.cudaDeviceCount)],
     ...(info.gpu ? [['GPU 0', `${info.gpu.name}, ${fixed(info.gpu.totalMemoryGiB, 1)} GiB, compute capability ${info.gpu.computeCapability}`] as [string, string]] : []),
     ['CPU threads', `${info.threads} (of ${info.hardwareThreads} hardware threads)`],
+    ['Inference convolutions', info.inferenceConvolutions === 'onednn' ? `oneDNN ${info.onednnVersion}, called directly`
+      : info.onednnVersion ? 'libtorch (switched off by setInferenceConvolutions)'
+        : 'libtorch (the addon was built without libdnnl-dev: apt-get install libdnnl-dev, then rebuild)'],
     ['JPEG decoding', info.jpegDecoder === 'libjpeg' ? 'libjpeg, in the addon' : 'sharp (the addon was built without libjpeg-dev: apt-get install libjpeg-dev, then rebuild)'],
     ['Distributed', info.distributedBackends.length ? `c10d: ${info.distributedBackends.join(', ')}` : `not available: ${info.distributedMissing ?? 'no c10d in this build'}`],
     // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
