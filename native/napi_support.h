@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "compute_thread.h"
 #include "data.h"
 #include "distributed_group.h"
 #include "error_text.h"
@@ -255,18 +256,30 @@ class AsyncTask : public Napi::AsyncWorker {
   // it completes.
   static Napi::Promise Start(Napi::Env env, Work work, std::function<void()> done = {},
                              Napi::Object owner = Napi::Object()) {
+    return queue(new AsyncTask(env, std::move(work), std::move(done)), owner);
+  }
+
+  // The same, with `work` run on the compute thread (native/compute_thread.h): for model passes,
+  // which run faster on one thread's OpenMP team than spread over libuv's pool.
+  static Napi::Promise StartOnComputeThread(Napi::Env env, Work work, std::function<void()> done = {},
+                                            Napi::Object owner = Napi::Object()) {
     auto* task = new AsyncTask(env, std::move(work), std::move(done));
-    if (!owner.IsEmpty()) task->keep_alive_ = Napi::Persistent(owner);
-    auto promise = task->deferred_.Promise();
-    task->Queue();
-    return promise;
+    task->on_compute_thread_ = true;
+    return queue(task, owner);
   }
 
  protected:
   void Execute() override {
     try {
-      prepare_worker_thread();
-      finish_ = work_();
+      if (on_compute_thread_) {
+        run_on_compute_thread([this] {
+          prepare_worker_thread();
+          finish_ = work_();
+        });
+      } else {
+        prepare_worker_thread();
+        finish_ = work_();
+      }
     } catch (...) {
       failure_ = failure_of_current_exception();
       SetError(failure_.message);
@@ -291,9 +304,17 @@ class AsyncTask : public Napi::AsyncWorker {
   }
 
  private:
+  static Napi::Promise queue(AsyncTask* task, Napi::Object owner) {
+    if (!owner.IsEmpty()) task->keep_alive_ = Napi::Persistent(owner);
+    auto promise = task->deferred_.Promise();
+    task->Queue();
+    return promise;
+  }
+
   Napi::Promise::Deferred deferred_;
   Work work_;
   std::function<void()> done_;
+  bool on_compute_thread_ = false;
   Finish finish_;
   NativeFailure failure_;
   Napi::ObjectReference keep_alive_;
