@@ -67,8 +67,9 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) throw std::invalid_argument("setNumThreads expects a number");
     const int64_t n = info[0].As<Napi::Number>().Int64Value();
     if (n < 1 || n > 4096) throw std::invalid_argument("thread count must be between 1 and 4096");
+    // Applied by the compute thread before its next task; the JS thread keeps one thread
+    // (keep_js_thread_single_threaded).
     g_num_threads = static_cast<int>(n);
-    at::set_num_threads(static_cast<int>(n));
     return info.Env().Undefined();
   });
 }
@@ -140,6 +141,7 @@ Napi::Value SetOnednnInference(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  keep_js_thread_single_threaded();
   exports.Set("NativeModel", define_native_model(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));

@@ -75,7 +75,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
       auto tensor =
           torch::from_blob(values.Data(), {static_cast<int64_t>(values.ElementLength())}, torch::kDouble).clone();
       auto group = this->group();
-      return AsyncTask::Start(info.Env(), [group, tensor, op]() -> AsyncTask::Finish {
+      return AsyncTask::StartOnPool(info.Env(), [group, tensor, op]() -> AsyncTask::Finish {
         auto on_device = group->backend() == "nccl" ? tensor.to(torch::kCUDA) : tensor;
         group->all_reduce(on_device, op);
         auto result = on_device.to(torch::kCPU);
@@ -87,7 +87,7 @@ class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto group = this->group();
-      return AsyncTask::Start(info.Env(), [group]() -> AsyncTask::Finish {
+      return AsyncTask::StartOnPool(info.Env(), [group]() -> AsyncTask::Finish {
         group->barrier();
         return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
       });
@@ -125,7 +125,7 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
     // Argument errors now, on the JS thread; the rendezvous on a worker thread.
     const auto missing = distributed_missing_reason(c.backend);
     if (!missing.empty()) throw std::invalid_argument(missing);
-    return AsyncTask::Start(info.Env(), [c]() -> AsyncTask::Finish {
+    return AsyncTask::StartOnPool(info.Env(), [c]() -> AsyncTask::Finish {
       auto group = DistributedGroup::create(c);
       return [group](Napi::Env env) -> Napi::Value { return NativeProcessGroup::Wrap(env, group); };
     });

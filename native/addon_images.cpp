@@ -60,7 +60,7 @@ Napi::Value ResampleRgb(const Napi::CallbackInfo& info) {
     auto owner = Napi::Object::New(info.Env());
     owner.Set("src", info[0]);
     owner.Set("out", info[9]);
-    return AsyncTask::Start(
+    return AsyncTask::StartOnPool(
         info.Env(),
         [=]() -> AsyncTask::Finish {
           resample_rgb(src_data, width, height, from, resized_width, resized_height, window, filter, flip, dst);
@@ -104,7 +104,7 @@ Napi::Value DecodeJpeg(const Napi::CallbackInfo& info) {
     const int64_t max_pixels = max_pixels_arg(info);
     const uint8_t* data = bytes.Data();
     const size_t size = bytes.ByteLength();
-    return AsyncTask::Start(
+    return AsyncTask::StartOnPool(
         info.Env(), [=]() -> AsyncTask::Finish { return pixels_result(decode_jpeg_rgb(data, size, max_pixels)); }, {},
         info[0].As<Napi::Object>());
   });
@@ -120,7 +120,7 @@ Napi::Value DecodeJpegFile(const Napi::CallbackInfo& info) {
       throw std::invalid_argument("decodeJpegFile(path: string, maxPixels)");
     const std::string path = info[0].As<Napi::String>().Utf8Value();
     const int64_t max_pixels = max_pixels_arg(info);
-    return AsyncTask::Start(info.Env(), [=]() -> AsyncTask::Finish {
+    return AsyncTask::StartOnPool(info.Env(), [=]() -> AsyncTask::Finish {
       // A file that cannot be read comes back as null too: the caller's own read then says why, in
       // Node's words (ENOENT, EACCES, ...).
       // Anything but a JPEG is told by its first bytes, before the rest is read (the caller reads it).

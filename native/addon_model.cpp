@@ -320,7 +320,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
     auto net = net_;
     const auto device = device_;
     busy_++;
-    return AsyncTask::StartOnComputeThread(
+    return AsyncTask::Start(
         info.Env(),
         [net, device, input]() -> AsyncTask::Finish {
           c10::InferenceMode inference;

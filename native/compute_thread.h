@@ -1,11 +1,13 @@
-// One long-lived thread for the addon's model passes (model.forward()).
+// One long-lived thread for the addon's libtorch work: model passes, training epochs, evaluation,
+// batches (every AsyncTask::Start; native/napi_support.h).
 //
 // libuv hands consecutive tasks to any of its pool's threads (4 by default), and under OpenMP each
 // thread that starts parallel work gets its own team of threads, its own malloc arena and its own
 // thread-local caches. A forward() loop then ran on four teams in turn: each one's first passes were
 // about twice as slow (an Inception V3 pass at 96x96, batch 8, 2 threads: 67-83 ms for calls 2-4,
-// 35-40 ms after), and an idle team still spinning slowed the next one. Passes run here instead,
-// one at a time, on one team.
+// 35-40 ms after). Worse, once a process holds more OpenMP team threads than CPUs, libgomp stops
+// letting idle ones spin (see keep_js_thread_single_threaded). Tasks run here instead, one at a
+// time, on the process's one team.
 #pragma once
 
 #include <functional>

@@ -199,17 +199,31 @@ inline std::string dtype_name(at::ScalarType t) {
 
 inline std::atomic<int> g_num_threads{static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
 
-// libtorch's intra-op thread count is per thread under OpenMP: set it on each worker thread, once
-// per count. Not on every task: at::set_num_threads also clears oneDNN's cache of compiled
-// convolution primitives, and rebuilding them cost each forward() call 25-35 ms (a fifth to a
-// third of an Xception batch of 8 at 96x96 on 2 cores).
+// libtorch's intra-op thread count is per thread under OpenMP: set it on the compute thread
+// (native/compute_thread.h), which runs every libtorch-heavy task, once per count. Not on every
+// task: at::set_num_threads also clears oneDNN's cache of compiled convolution primitives, and
+// rebuilding them cost each forward() call 25-35 ms (a fifth to a third of an Xception batch of 8
+// at 96x96 on 2 cores). The lazy initialisation libtorch runs on a thread's first parallel loop
+// happens first, so that it cannot reset the count afterwards.
 inline void prepare_worker_thread() {
   thread_local int configured = 0;
   const int wanted = g_num_threads.load();
   if (configured == wanted) return;
-  at::init_num_threads();
+  at::internal::lazy_init_num_threads();
   at::set_num_threads(wanted);
   configured = wanted;
+}
+
+// For the JS thread, at load: one intra-op thread for good. libgomp gives every thread that starts
+// a parallel region its own team, and once the process holds more team threads than CPUs, idle team
+// threads stop spinning after ~100 iterations (GOMP's throttled spin count) instead of ~300,000:
+// every parallel region then wakes its threads through futexes. Weight initialisation on the JS
+// thread used to leave such a team behind, and an Inception V3 training step on 2 threads ran at
+// half speed (104,000 context switches in 20 steps against 1,000; PyTorch's process: 389). The
+// compute thread holds the process's only team.
+inline void keep_js_thread_single_threaded() {
+  at::internal::lazy_init_num_threads();
+  at::set_num_threads(1);
 }
 
 inline torch::Device parse_device(const std::string& text) {
@@ -237,9 +251,10 @@ inline torch::Device parse_device(const std::string& text) {
 
 // ---- async work -------------------------------------------------------------------------------
 
-// Runs `work` on a libuv worker thread (with libtorch's thread count set there). `work` returns
-// the function that builds the JS result, which runs back on the JS thread; a C++ exception
-// rejects the promise with its message. `done` runs on the JS thread either way.
+// Runs `work` off the JS thread: on the compute thread (Start, with libtorch's thread count set
+// there) or on a libuv worker (StartOnPool). `work` returns the function that builds the JS result,
+// which runs back on the JS thread; a C++ exception rejects the promise with its message. `done`
+// runs on the JS thread either way.
 class AsyncTask : public Napi::AsyncWorker {
  public:
   using Finish = std::function<Napi::Value(Napi::Env)>;
@@ -254,18 +269,20 @@ class AsyncTask : public Napi::AsyncWorker {
   // Queues the task and returns its promise; `owner` (a wrapped native object whose members
   // `done` touches) is kept alive until the task settles. Napi::AsyncWorker deletes itself when
   // it completes.
+  // `work` runs on the compute thread (native/compute_thread.h), one task at a time: everything
+  // that runs libtorch kernels (passes, training, evaluation, batches).
   static Napi::Promise Start(Napi::Env env, Work work, std::function<void()> done = {},
                              Napi::Object owner = Napi::Object()) {
-    return queue(new AsyncTask(env, std::move(work), std::move(done)), owner);
-  }
-
-  // The same, with `work` run on the compute thread (native/compute_thread.h): for model passes,
-  // which run faster on one thread's OpenMP team than spread over libuv's pool.
-  static Napi::Promise StartOnComputeThread(Napi::Env env, Work work, std::function<void()> done = {},
-                                            Napi::Object owner = Napi::Object()) {
     auto* task = new AsyncTask(env, std::move(work), std::move(done));
     task->on_compute_thread_ = true;
     return queue(task, owner);
+  }
+
+  // `work` runs on the libuv thread itself, several at a time: work without libtorch's parallel
+  // kernels (image decoding and resizing, the process group's small collectives and rendezvous).
+  static Napi::Promise StartOnPool(Napi::Env env, Work work, std::function<void()> done = {},
+                                   Napi::Object owner = Napi::Object()) {
+    return queue(new AsyncTask(env, std::move(work), std::move(done)), owner);
   }
 
  protected:
@@ -277,7 +294,6 @@ class AsyncTask : public Napi::AsyncWorker {
           finish_ = work_();
         });
       } else {
-        prepare_worker_thread();
         finish_ = work_();
       }
     } catch (...) {
