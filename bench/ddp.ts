@@ -2,6 +2,9 @@
 // (Gloo) against PyTorch's DistributedDataParallel on the same machine, in the same run, with the
 // same ranks, threads, batches and image size. fp32.
 //
+// With --world 1 (`npm run bench:train`) it is the single-process training epoch: ours a plain
+// Trainer (no process group), PyTorch a plain loop over a DataLoader of in-memory uint8 tensors.
+//
 // Ours runs the path users call: --world worker processes (node, torchrun's variables, a free port)
 // each running a Trainer with `distributed: 'env'` on an in-memory dataset of random uint8 images
 // (crop = resize = the image size: no resize work, no flip), one epoch of warmup + steps global
@@ -89,7 +92,7 @@ async function worker(config: WorkerConfig): Promise<void> {
     device: 'cpu',
     amp: 'off',
     threads,
-    distributed: 'env',
+    distributed: world > 1 ? 'env' : undefined,
     preprocessing: { crop: size, resize: size, evalResize: size, flip: false },
     outDir,
   });
@@ -256,10 +259,11 @@ async function main(): Promise<void> {
     date: new Date().toISOString().slice(0, 10),
     machine: `${cpuModel()}, ${os.cpus().length} cores`,
     libtorch: runtimeInfo().libtorchVersion,
-    command: `npm run bench:ddp${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    command: opts.world === 1 ? `npm run bench:train${process.argv.length > 6 ? ` -- ${process.argv.slice(6).join(' ')}` : ''}`
+      : `npm run bench:ddp${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     settings: {
       size: opts.size, batchPerRank: opts.batch, world: opts.world, threadsPerRank: opts.threads, warmup: opts.warmup, probeSteps: opts.probeSteps,
-      precision: 'fp32', backend: 'gloo', maxInterferencePercent: opts.maxInterference, retries: opts.retries,
+      precision: 'fp32', backend: opts.world > 1 ? 'gloo' : 'none', maxInterferencePercent: opts.maxInterference, retries: opts.retries,
     },
     rows,
   };
@@ -274,7 +278,19 @@ async function main(): Promise<void> {
   if (opts.record) {
     const file = path.resolve(opts.results);
     let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n';
-    if (!text.includes('## Data-parallel training (`npm run bench:ddp`)')) {
+    if (opts.world === 1 && !text.includes('## Training epochs (`npm run bench:train`)')) {
+      text += `
+## Training epochs (\`npm run bench:train\`)
+
+fp32 on the CPU, one process a side, the same threads. Ours: a \`Trainer\` (what \`train\` runs) over an
+in-memory dataset of random uint8 images (crop = resize = the image size, no flip: the native loop normalises
+each batch), timed from the batch after the warm-up to the epoch's last. PyTorch: \`bench/ddp_reference.py
+--world 1\` in \`/usr/bin/python3\`, a \`DataLoader\` (shuffled, batch size as ours) over a \`TensorDataset\` of
+in-memory uint8 images, normalised in the step, cross-entropy, Adam, the same models (\`test/oracle/parity.py\`'s
+\`build()\`). The exposed-communication column is 0 by construction (one process).
+`;
+    }
+    if (opts.world > 1 && !text.includes('## Data-parallel training (`npm run bench:ddp`)')) {
       text += `
 ## Data-parallel training (\`npm run bench:ddp\`)
 
@@ -288,7 +304,9 @@ for the all-reduces backward did not hide (warm-up steps included, mean over ran
 DDP's all-reduce minus backward under \`no_sync()\` (mean over ranks).
 `;
     }
-    text += `\n### ${result.date}: ${opts.world} ranks x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch} per rank (${opts.batch * opts.world} global)\n\n` +
+    text += opts.world === 1 ? `\n### ${result.date}: 1 process x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch}\n\n` +
+      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}).\n\n` +
+      lines.join('\n') + '\n' : `\n### ${result.date}: ${opts.world} ranks x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch} per rank (${opts.batch * opts.world} global)\n\n` +
       `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}).\n\n` +
       lines.join('\n') + '\n';
     fs.writeFileSync(file, text);

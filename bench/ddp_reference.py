@@ -14,6 +14,10 @@ reducer's final callback), so the part of the all-reduce that backward did not h
 (forward + backward only, gradients dropped, no optimizer step). Both terms are noisy on a busy
 machine; the difference can come out slightly negative when nothing is exposed.
 
+With --world 1 it is a single-process training loop as PyTorch users write it: no process group, no
+DDP, a shuffling DataLoader (batch --batch, no workers) over a TensorDataset of the in-memory uint8
+images, normalised in the step; the exposed communication is 0.
+
 Prints one JSON line: {"imagesPerSecond", "seconds", "steps", "images", "exposedCommunicationSeconds"
 (per step, mean over ranks), "backwardSeconds", "noSyncBackwardSeconds" (per step, mean over ranks)}.
 """
@@ -109,6 +113,40 @@ def worker(rank, a, port, out_dir):
     dist.destroy_process_group()
 
 
+def single_process(a):
+    """--world 1: the plain training loop, timed like the workers' (warm-up steps untimed)."""
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    net = build(a.model, {"numClasses": 10, "auxLogits": a.aux})
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    total = a.warmup + a.steps
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (total * a.batch, 3, a.size, a.size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (total * a.batch,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=a.batch, shuffle=True)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    started = time.perf_counter() if a.warmup == 0 else None
+    for step, (xb, y) in enumerate(loader):
+        x = (xb.float() / 255 - mean) / std
+        loss = loss_of(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step + 1 == a.warmup:
+            started = time.perf_counter()
+    seconds = time.perf_counter() - started
+    images_timed = a.steps * a.batch
+    print(json.dumps({
+        "imagesPerSecond": images_timed / seconds if seconds > 0 else 0,
+        "seconds": seconds,
+        "steps": a.steps,
+        "images": images_timed,
+        "exposedCommunicationSeconds": 0.0,
+    }))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["xception", "inception_v3"], required=True)
@@ -121,6 +159,9 @@ def main():
     p.add_argument("--probe-steps", type=int, default=5)
     p.add_argument("--aux", action="store_true", help="Inception V3's aux head (needs 299x299 images)")
     a = p.parse_args()
+    if a.world == 1:
+        single_process(a)
+        return
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(worker, args=(a, free_port(), out_dir), nprocs=a.world, join=True)
         ranks = [json.load(open(os.path.join(out_dir, f"rank{r}.json"))) for r in range(a.world)]
