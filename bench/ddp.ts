@@ -19,7 +19,7 @@
 //
 //   npm run bench:ddp -- [--models xception,inception_v3] [--size 96] [--batch 8] [--world 2]
 //                        [--threads 1] [--warmup 2] [--steps N] [--probe-steps 5]
-//                        [--max-interference 5] [--retries 2] [--results FILE] [--no-record] [--out FILE]
+//                        [--max-interference 5] [--retries 2] [--repeats 1] [--results FILE] [--no-record] [--out FILE]
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -210,6 +210,12 @@ async function guarded(label: string, run: () => Promise<Omit<SideResult, 'other
   }
 }
 
+/** The run with the median images/s (the upper one of an even count). */
+function medianRun(runs: SideResult[]): SideResult {
+  const sorted = [...runs].sort((a, b) => a.imagesPerSecond - b.imagesPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 /** The CPU's model name from /proc/cpuinfo (os.cpus() elsewhere). */
 function cpuModel(): string {
   try {
@@ -233,6 +239,7 @@ async function main(): Promise<void> {
     .option('--probe-steps <n>', "PyTorch's no_sync() backward steps, for its exposed communication", integer, 5)
     .option('--max-interference <percent>', 'rerun a side when other processes took more of the CPUs', parseFloat, 5)
     .option('--retries <n>', 'reruns of a disturbed side at most', integer, 2)
+    .option('--repeats <n>', 'runs of each side, alternating; the median is kept', integer, 1)
     .option('--results <file>', 'the file to append the results to', path.join(__dirname, 'RESULTS.md'))
     .option('--no-record', 'do not append to the results file')
     .option('--out <file>', 'write the results as JSON')
@@ -240,7 +247,7 @@ async function main(): Promise<void> {
     .opts();
   const models = String(opts.models).split(',').map((m) => m.trim()).filter(Boolean);
   for (const m of models) if (!MODELS.includes(m as ModelName)) throw new Error(`unknown model ${m}; use ${MODELS.join(', ')}`);
-  for (const key of ['size', 'batch', 'world', 'threads', 'warmup', 'probeSteps', 'retries'] as const) {
+  for (const key of ['size', 'batch', 'world', 'threads', 'warmup', 'probeSteps', 'retries', 'repeats'] as const) {
     if (!(Number.isSafeInteger(opts[key]) && opts[key] >= (key === 'warmup' || key === 'retries' ? 0 : 1))) throw new Error(`--${key} must be a positive integer`);
   }
   if (opts.steps !== undefined && !(Number.isSafeInteger(opts.steps) && opts.steps >= 1)) throw new Error('--steps must be a positive integer');
@@ -250,20 +257,29 @@ async function main(): Promise<void> {
     const config: WorkerConfig = {
       model, size: opts.size, batch: opts.batch, world: opts.world, threads: opts.threads, warmup: opts.warmup, steps: opts.steps ?? DEFAULT_STEPS[model],
     };
-    const o = await guarded(`ours ${model}`, () => ours(config), guard.maxShare, guard.retries);
-    const p = await guarded(`PyTorch ${model}`, () => pytorch(config, opts.probeSteps), guard.maxShare, guard.retries);
-    console.error(`${model}: ours ${o.imagesPerSecond.toFixed(2)} img/s, PyTorch ${p.imagesPerSecond.toFixed(2)} img/s`);
+    // The sides alternate, --repeats times; each keeps its median run (this machine's speed drifts).
+    const runs: { ours: SideResult[]; pytorch: SideResult[] } = { ours: [], pytorch: [] };
+    for (let r = 0; r < opts.repeats; r++) {
+      const o = await guarded(`ours ${model}`, () => ours(config), guard.maxShare, guard.retries);
+      const p = await guarded(`PyTorch ${model}`, () => pytorch(config, opts.probeSteps), guard.maxShare, guard.retries);
+      console.error(`${model} run ${r + 1}: ours ${o.imagesPerSecond.toFixed(2)} img/s, PyTorch ${p.imagesPerSecond.toFixed(2)} img/s`);
+      runs.ours.push(o);
+      runs.pytorch.push(p);
+    }
+    const o = medianRun(runs.ours);
+    const p = medianRun(runs.pytorch);
     rows.push({ model, steps: config.steps, ours: o, pytorch: p, ratio: o.imagesPerSecond / p.imagesPerSecond });
   }
   const result = {
     date: new Date().toISOString().slice(0, 10),
     machine: `${cpuModel()}, ${os.cpus().length} cores`,
     libtorch: runtimeInfo().libtorchVersion,
-    command: opts.world === 1 ? `npm run bench:train${process.argv.length > 6 ? ` -- ${process.argv.slice(6).join(' ')}` : ''}`
+    command: opts.world === 1 ? `npm run bench:train${process.argv.length > 8 ? ` -- ${process.argv.slice(8).join(' ')}` : ''}`
       : `npm run bench:ddp${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     settings: {
       size: opts.size, batchPerRank: opts.batch, world: opts.world, threadsPerRank: opts.threads, warmup: opts.warmup, probeSteps: opts.probeSteps,
       precision: 'fp32', backend: opts.world > 1 ? 'gloo' : 'none', maxInterferencePercent: opts.maxInterference, retries: opts.retries,
+      repeats: opts.repeats,
     },
     rows,
   };
@@ -305,7 +321,7 @@ DDP's all-reduce minus backward under \`no_sync()\` (mean over ranks).
 `;
     }
     text += opts.world === 1 ? `\n### ${result.date}: 1 process x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch}\n\n` +
-      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}).\n\n` +
+      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}; medians of ${opts.repeats} alternating runs).\n\n` +
       lines.join('\n') + '\n' : `\n### ${result.date}: ${opts.world} ranks x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch} per rank (${opts.batch * opts.world} global)\n\n` +
       `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}).\n\n` +
       lines.join('\n') + '\n';

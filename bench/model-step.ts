@@ -13,7 +13,7 @@ import { setNumThreads } from '../lib/runtime';
 import { cpuSnapshot, othersShare, ownCpuSeconds } from './interference';
 
 async function main(): Promise<void> {
-  const [model, mode, size, batch, warmup, steps, threads, device = 'cpu', amp = 'off', channelsLast = 'false'] = process.argv.slice(2);
+  const [model, mode, size, batch, warmup, steps, threads, device = 'cpu', amp = 'off', channelsLast = 'true'] = process.argv.slice(2);
   setNumThreads(Number(threads));
   native().manualSeed(0);
   // On the CPU benchmark Inception V3 runs without its aux head (96x96 inputs are too small for it);

@@ -17,7 +17,7 @@ export interface StepBenchmarkOptions {
   steps: number;
   /** Mixed precision as in training (fp16 needs CUDA). Default 'off'. */
   amp?: 'off' | 'fp16' | 'bf16';
-  /** channels_last weights and input. Default false. */
+  /** channels_last weights and input, as training's default. Default true. */
   channelsLast?: boolean;
 }
 
@@ -33,7 +33,7 @@ export async function benchmarkSteps(model: Xception | InceptionV3, o: StepBench
   let r: { seconds: number; images: number; peakMemory?: number };
   try {
     r = await native().benchmarkSteps(model.nativeHandle, {
-      batch: o.batch, size: o.size, warmup: o.warmup, steps: o.steps, train: o.mode === 'train', amp: o.amp ?? 'off', channelsLast: o.channelsLast ?? false,
+      batch: o.batch, size: o.size, warmup: o.warmup, steps: o.steps, train: o.mode === 'train', amp: o.amp ?? 'off', channelsLast: o.channelsLast ?? true,
     });
   } catch (error) {
     throw fromNative(error);

@@ -78,7 +78,8 @@ export interface TrainerOptions {
   auxLossWeight?: number;
   /** CPU threads. Default: every core. */
   threads?: number;
-  /** channels_last memory format (helps on GPUs). Default: true on CUDA. */
+  /** channels_last memory format. Default: true (faster on GPUs, and on the CPU: an Xception training step
+   * 14-37% and Inception V3's 7% at 96x96 on 2 cores, where NCHW makes oneDNN reorder every activation). */
   channelsLast?: boolean;
   /** CUDA: let cuDNN time its convolution algorithms on the first batches and keep the fastest
    * (torch.backends.cudnn.benchmark; process-wide). Default true. */
@@ -263,7 +264,7 @@ export function resolveTrainerOptions(
     trainLimit: o.trainLimit ?? null,
     evalLimit: o.evalLimit ?? null,
     threads: o.threads ?? runtime.threads,
-    channelsLast: o.channelsLast ?? onCuda,
+    channelsLast: o.channelsLast ?? true,
     cudnnBenchmark: o.cudnnBenchmark ?? d.cudnnBenchmark,
     fusedAdam: o.fusedAdam ?? d.fusedAdam,
     progressEvery: o.progressEvery ?? (onCuda ? d.progressEvery.cuda : d.progressEvery.cpu),

@@ -14,7 +14,7 @@ describe('resolveTrainerOptions', () => {
       schedule: 'constant', labelSmoothing: 0, amp: 'off', device: 'cpu',
       preprocessing: { resize: 320, evalResize: 299, crop: 299, flip: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], strategy: 'auto' },
       seed: 0, auxLossWeight: 0.4, valSize: 5000, trainLimit: null, evalLimit: null, threads: 2,
-      channelsLast: false, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null, freezeBackbone: false, distributed: null,
+      channelsLast: true, cudnnBenchmark: true, fusedAdam: true, progressEvery: 1, initWeights: null, freezeBackbone: false, distributed: null,
     });
   });
 
