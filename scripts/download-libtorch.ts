@@ -277,12 +277,12 @@ class Finder {
       this.miss('apt-get skipped (not root)');
       return undefined;
     }
-    this.log("Installing Debian's libtorch-dev (and libgloo-dev, Gloo's headers for data-parallel training, libjpeg-dev, for decoding JPEGs natively, and libdnnl-dev, for oneDNN inference convolutions) with apt-get (set XCEPTION_TORCH_NO_APT=1 to skip); this can take a few minutes...");
+    this.log("Installing Debian's libtorch-dev (and libgloo-dev, Gloo's headers for data-parallel training, libjpeg-dev, for decoding JPEGs natively, libdnnl-dev, for oneDNN inference convolutions, and libopenblas0-openmp, in place of the reference BLAS Debian links) with apt-get (set XCEPTION_TORCH_NO_APT=1 to skip); this can take a few minutes...");
     const update = this.run('apt-get', ['update']);
     if (update.status !== 0) this.log(`apt-get update failed (${lastLines(update.stderr, 2) || `exit status ${update.status}`}); trying the install anyway`);
-    const install = this.run('apt-get', ['install', '-y', 'libtorch-dev', 'libgloo-dev', 'libjpeg-dev', 'libdnnl-dev']);
+    const install = this.run('apt-get', ['install', '-y', 'libtorch-dev', 'libgloo-dev', 'libjpeg-dev', 'libdnnl-dev', 'libopenblas0-openmp']);
     if (install.status !== 0) {
-      this.miss(`apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev failed: ${lastLines(install.stderr, 3) || `exit status ${install.status}`}`);
+      this.miss(`apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev libopenblas0-openmp failed: ${lastLines(install.stderr, 3) || `exit status ${install.status}`}`);
       return undefined;
     }
     return this.fromSystem('apt');
@@ -307,7 +307,7 @@ class Finder {
       '  2. Install Python PyTorch (its CMake files are used):',
       '       pip install torch',
       '  3. On Debian/Ubuntu, install the system libtorch:',
-      '       sudo apt-get install libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev',
+      '       sudo apt-get install libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev libopenblas0-openmp',
       `  4. Download the pinned build yourself and unzip it into the cache (${p.variant} variant):`,
       `       mkdir -p ${folder} && cd ${folder}`,
       `       curl -fL -o libtorch.zip '${p.url}'`,

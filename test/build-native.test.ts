@@ -10,7 +10,7 @@ import * as path from 'path';
 import { cmakeJsCommand } from '../scripts/build-native';
 import { cudaBuildSettings, findCudaToolkit, libtorchCudaVersion } from '../scripts/cuda-toolkit';
 import type { LibtorchLocation } from '../scripts/download-libtorch';
-import { loadedCudaLibraries } from '../lib/runtime';
+import { loadedBlas, loadedCudaLibraries } from '../lib/runtime';
 
 jest.setTimeout(120_000);
 
@@ -223,5 +223,17 @@ describe('the CUDA libraries doctor lists', () => {
     ]);
     // This CPU-only process has none.
     expect(loadedCudaLibraries()).toEqual([]);
+  });
+});
+
+describe('the BLAS doctor names', () => {
+  const maps = (file: string) => `7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n7f01-7f02 r-xp 00000000 08:01 2 ${file}\n`;
+  it('is read from the process maps: Debian\'s libblas alternative, or OpenBLAS, MKL', () => {
+    expect(loadedBlas(maps('/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0'))).toBe('reference');
+    expect(loadedBlas(maps('/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3'))).toBe('openblas-openmp');
+    expect(loadedBlas(maps('/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so'))).toBe('openblas-pthread');
+    expect(loadedBlas(maps('/opt/lib/libopenblas.so.0'))).toBe('openblas');
+    expect(loadedBlas(maps('/venv/lib/libmkl_intel_lp64.so.2'))).toBe('mkl');
+    expect(loadedBlas(maps('/usr/lib/x86_64-linux-gnu/libjpeg.so.62'))).toBeUndefined();
   });
 });

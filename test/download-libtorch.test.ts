@@ -349,7 +349,7 @@ describe('apt-get', () => {
   function aptRunner(sysDir: string) {
     return fakeRunner({
       'apt-get': (args) => {
-        if (args.join(' ') === 'install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev') fakeCmakeDir(sysDir);
+        if (args.join(' ') === 'install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev libopenblas0-openmp') fakeCmakeDir(sysDir);
         return { status: 0, stdout: '', stderr: '' };
       },
     });
@@ -361,8 +361,8 @@ describe('apt-get', () => {
     const o = isolated({ apt: true, isRoot: true, osRelease: 'NAME="Linux Mint"\nID=linuxmint\nID_LIKE="ubuntu debian"\n', runCommand: runner.run, systemCmakeDirs: [sys] });
     const loc = await findLibtorch(o);
     expect(loc).toMatchObject({ source: 'apt', prefixPath: sys });
-    expect(runner.calls.filter((c) => c.startsWith('apt-get'))).toEqual(['apt-get update', 'apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev']);
-    expect(o.logs.some((l) => l.includes("Installing Debian's libtorch-dev (and libgloo-dev, Gloo's headers for data-parallel training, libjpeg-dev, for decoding JPEGs natively, and libdnnl-dev, for oneDNN inference convolutions) with apt-get (set XCEPTION_TORCH_NO_APT=1 to skip)"))).toBe(true);
+    expect(runner.calls.filter((c) => c.startsWith('apt-get'))).toEqual(['apt-get update', 'apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev libopenblas0-openmp']);
+    expect(o.logs.some((l) => l.includes("Installing Debian's libtorch-dev (and libgloo-dev, Gloo's headers for data-parallel training, libjpeg-dev, for decoding JPEGs natively, libdnnl-dev, for oneDNN inference convolutions, and libopenblas0-openmp, in place of the reference BLAS Debian links) with apt-get (set XCEPTION_TORCH_NO_APT=1 to skip)"))).toBe(true);
   });
 
   test('XCEPTION_TORCH_NO_APT=1 opts out', async () => {
@@ -395,7 +395,7 @@ describe('apt-get', () => {
     });
     await expect(
       findLibtorch(isolated({ apt: true, isRoot: true, osRelease: 'ID=ubuntu\n', runCommand: runner.run })),
-    ).rejects.toThrow(/apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev failed: E: Unable to locate package libtorch-dev/);
+    ).rejects.toThrow(/apt-get install -y libtorch-dev libgloo-dev libjpeg-dev libdnnl-dev libopenblas0-openmp failed: E: Unable to locate package libtorch-dev/);
   });
 });
 

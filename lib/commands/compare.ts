@@ -276,12 +276,11 @@ function setupLine(mode: ComparisonMode, s: TrainSettings, resolved: ResolvedTra
 async function measureRuns(
   runs: PlannedRun[], rows: ComparisonRow[], opts: Record<string, unknown> & { resolved: ResolvedTrainerOptions }, log: (line: string) => void,
 ): Promise<void> {
-  const device = String(opts.resolved.device);
   for (const [i, run] of runs.entries()) {
     const s = run.settings;
     const t = await measureThroughput(s.model, modelOptionsOf(s), {
-      // Precision and memory format as training uses them on this device (channels-last by default).
-      device: s.device, amp: opts.resolved.amp as 'off' | 'fp16' | 'bf16', channelsLast: true, batch: s.batchSize, imageSize: s.imageSize, warmup: opts.warmup as number, steps: opts.steps as number, seed: s.seed,
+      // Precision and memory format as training uses them on this device.
+      device: s.device, amp: opts.resolved.amp as 'off' | 'fp16' | 'bf16', channelsLast: opts.resolved.channelsLast, batch: s.batchSize, imageSize: s.imageSize, warmup: opts.warmup as number, steps: opts.steps as number, seed: s.seed,
       onStart: (m) => log(`[${i + 1}/${runs.length}] ${run.label}: ${m === 'train' ? 'training steps' : 'inference passes'} ...`),
     });
     const peak = t.trainPeakMemory ? `, peak ${formatBytes(t.trainPeakMemory.bytes)}` : '';

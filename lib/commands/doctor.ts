@@ -73,6 +73,7 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
     ['Inference convolutions', info.inferenceConvolutions === 'onednn' ? `oneDNN ${info.onednnVersion}, called directly`
       : info.onednnVersion ? 'libtorch (switched off by setInferenceConvolutions)'
         : 'libtorch (the addon was built without libdnnl-dev: apt-get install libdnnl-dev, then rebuild)'],
+    ...(info.blas ? [['BLAS', info.blas === 'reference' ? 'the reference BLAS (slow: 1-thread 1x1 convolutions run through it; apt-get install libopenblas0-openmp)' : info.blas] as [string, string]] : []),
     ['JPEG decoding', info.jpegDecoder === 'libjpeg' ? 'libjpeg, in the addon' : 'sharp (the addon was built without libjpeg-dev: apt-get install libjpeg-dev, then rebuild)'],
     ['Distributed', info.distributedBackends.length ? `c10d: ${info.distributedBackends.join(', ')}` : `not available: ${info.distributedMissing ?? 'no c10d in this build'}`],
     // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
