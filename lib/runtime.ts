@@ -41,6 +41,7 @@ export interface RuntimeInfo {
 
 export function runtimeInfo(): RuntimeInfo {
   const info = native().info();
+  const maps = processMaps();
   return {
     libtorchVersion: info.torchVersion,
     libtorch: readBuildInfo(),
@@ -53,14 +54,14 @@ export function runtimeInfo(): RuntimeInfo {
     gpu: info.gpu && { name: info.gpu.name, totalMemoryGiB: info.gpu.totalMemory / 2 ** 30, computeCapability: info.gpu.computeCapability },
     threads: info.threads,
     hardwareThreads: info.hardwareThreads,
-    loadedCudaLibraries: loadedCudaLibraries(),
+    loadedCudaLibraries: loadedCudaLibraries(maps),
     liveNativeObjects: info.liveNativeObjects,
     distributedBackends: info.distributedBackends,
     distributedMissing: info.distributedMissing,
     jpegDecoder: native().jpegDecoder ? 'libjpeg' : 'sharp',
     inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
     onednnVersion: info.onednnVersion,
-    blas: loadedBlas(),
+    blas: loadedBlas(maps),
   };
 }
 
@@ -70,16 +71,9 @@ export function runtimeInfo(): RuntimeInfo {
  * computes single-threaded 1x1 convolutions of fewer than 16 images through BLAS, 14 times slower on the
  * reference one (an Xception training step at 1 thread: 0.8 against 11.8 img/s).
  */
-export function loadedBlas(maps?: string): string | undefined {
-  let text = maps;
-  if (text === undefined) {
-    try {
-      text = fs.readFileSync('/proc/self/maps', 'utf8');
-    } catch {
-      return undefined;
-    }
-  }
-  const files = text.split('\n').map((line) => line.slice(line.indexOf('/'))).filter((f) => f.startsWith('/'));
+export function loadedBlas(maps: string | undefined = processMaps()): string | undefined {
+  if (maps === undefined) return undefined;
+  const files = maps.split('\n').map((line) => line.slice(line.indexOf('/'))).filter((f) => f.startsWith('/'));
   const openblas = files.find((f) => /\/(libopenblas[^/]*\.so|openblas[^/]*\/libblas\.so)/.test(f));
   if (openblas) {
     const variant = /\/openblas-([a-z]+)\//.exec(openblas)?.[1];
@@ -108,18 +102,20 @@ export function setInferenceConvolutions(engine: 'onednn' | 'libtorch'): void {
 
 const CUDA_LIBRARY = /\/lib(cudart|cublas|cublasLt|cudnn[a-z_]*|nvrtc|nvrtc-builtins|nccl|cufft|curand|cusparse|cusolver|nvToolsExt|nvJitLink|cupti|torch_cuda|c10_cuda)(-[0-9a-f]{8})?\.so[.0-9]*$/;
 
-/** Paths of the CUDA libraries mapped into this process (from /proc/self/maps), sorted. */
-export function loadedCudaLibraries(maps?: string): string[] {
-  let text = maps;
-  if (text === undefined) {
-    try {
-      text = fs.readFileSync('/proc/self/maps', 'utf8');
-    } catch {
-      return [];
-    }
+/** This process's memory maps (Linux's /proc/self/maps); undefined elsewhere. */
+function processMaps(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return undefined;
   }
+}
+
+/** Paths of the CUDA libraries mapped into this process (from /proc/self/maps), sorted. */
+export function loadedCudaLibraries(maps: string | undefined = processMaps()): string[] {
+  if (maps === undefined) return [];
   const found = new Set<string>();
-  for (const line of text.split('\n')) {
+  for (const line of maps.split('\n')) {
     const file = line.slice(line.indexOf('/'));
     if (line.includes('/') && CUDA_LIBRARY.test(file)) found.add(file);
   }

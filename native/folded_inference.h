@@ -110,6 +110,14 @@ torch::Tensor conv_bn(ConvHolder& conv, BatchNormHolder& bn, const torch::Tensor
   return bn(conv(x));
 }
 
+// conv(x) for a convolution declared with add_plain(): on oneDNN in folded eval passes, through the
+// holder otherwise.
+template <class ConvHolder>
+torch::Tensor conv_plain(ConvHolder& conv, const torch::Tensor& x) {
+  if (auto folded = run_plain(*conv, x)) return *folded;
+  return conv(x);
+}
+
 // relu(bn(conv(x))), the ReLU fused into the folded convolution in folded eval passes. `relu` is
 // the module (or any callable) run otherwise.
 template <class ConvHolder, class BatchNormHolder, class ReLU>

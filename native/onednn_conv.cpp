@@ -69,7 +69,7 @@ struct Compiled {
 }  // namespace
 
 struct OnednnConv::Impl {
-  torch::Tensor weight;  // OIHW, contiguous float32 (kept until the first compile reorders it)
+  torch::Tensor weight;  // OIHW, contiguous float32: reordered by each compile (one per input shape)
   torch::Tensor bias;    // [OC] float32, or undefined
   std::vector<int64_t> stride, padding, dilation;
   int64_t groups;

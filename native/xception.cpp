@@ -32,8 +32,7 @@ SeparableConv2dImpl::SeparableConv2dImpl(int64_t in_channels, int64_t out_channe
 }
 
 torch::Tensor SeparableConv2dImpl::depthwise(torch::Tensor x) {
-  auto folded = run_plain(*conv1, x);
-  x = folded ? *folded : conv1(x);
+  x = conv_plain(conv1, x);
   switch (activation_) {
     case IntermediateActivation::None: break;
     case IntermediateActivation::ReLU: x = torch::relu(x); break;
@@ -78,8 +77,7 @@ torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
   if (skip && skipbn) {
     shortcut = conv_bn(skip, skipbn, x);
   } else if (skip) {
-    auto folded = run_plain(*skip, x);
-    shortcut = folded ? *folded : skip(x);
+    shortcut = conv_plain(skip, x);
   }
   // In folded passes a unit's ReLU runs fused into the convolution before it, where there is one.
   const bool fuse = in_folded_pass();
