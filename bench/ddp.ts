@@ -274,8 +274,8 @@ async function main(): Promise<void> {
     date: new Date().toISOString().slice(0, 10),
     machine: `${cpuModel()}, ${os.cpus().length} cores`,
     libtorch: runtimeInfo().libtorchVersion,
-    command: opts.world === 1 ? `npm run bench:train${process.argv.length > 8 ? ` -- ${process.argv.slice(8).join(' ')}` : ''}`
-      : `npm run bench:ddp${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    // bench:train is this script with --world 1 --threads 2 --repeats 3: the full argument list says which.
+    command: `npm run bench:ddp${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     settings: {
       size: opts.size, batchPerRank: opts.batch, world: opts.world, threadsPerRank: opts.threads, warmup: opts.warmup, probeSteps: opts.probeSteps,
       precision: 'fp32', backend: opts.world > 1 ? 'gloo' : 'none', maxInterferencePercent: opts.maxInterference, retries: opts.retries,
@@ -320,10 +320,12 @@ for the all-reduces backward did not hide (warm-up steps included, mean over ran
 DDP's all-reduce minus backward under \`no_sync()\` (mean over ranks).
 `;
     }
-    text += opts.world === 1 ? `\n### ${result.date}: 1 process x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch}\n\n` +
-      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}; medians of ${opts.repeats} alternating runs).\n\n` +
-      lines.join('\n') + '\n' : `\n### ${result.date}: ${opts.world} ranks x ${opts.threads} thread${opts.threads === 1 ? '' : 's'}, ${opts.size}x${opts.size}, batch ${opts.batch} per rank (${opts.batch * opts.world} global)\n\n` +
-      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}).\n\n` +
+    const threads = `${opts.threads} thread${opts.threads === 1 ? '' : 's'}`;
+    const setup = opts.world === 1 ? `1 process x ${threads}, ${opts.size}x${opts.size}, batch ${opts.batch}`
+      : `${opts.world} ranks x ${threads}, ${opts.size}x${opts.size}, batch ${opts.batch} per rank (${opts.batch * opts.world} global)`;
+    const medians = opts.repeats > 1 ? `; medians of ${opts.repeats} alternating runs` : '';
+    text += `\n### ${result.date}: ${setup}\n\n` +
+      `Machine: ${result.machine}, libtorch ${result.libtorch}. Command: \`${result.command}\` (warm-up: ${opts.warmup} step${opts.warmup === 1 ? '' : 's'}${medians}).\n\n` +
       lines.join('\n') + '\n';
     fs.writeFileSync(file, text);
     console.error(`appended to ${file}`);
