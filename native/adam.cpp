@@ -1,5 +1,7 @@
 #include "adam.h"
 
+#include "adam_cpu.h"
+
 #include <cmath>
 #include <stdexcept>
 
@@ -92,15 +94,48 @@ bool Adam::step_fused(double lr, const torch::Tensor& found_inf) {
 #endif
 }
 
+namespace {
+
+// Whether adam_step_cpu() can update these in place: CPU float32 tensors, dense, all four laid out
+// alike (a gradient in another memory format than its parameter takes the ATen path).
+bool one_pass_eligible(const torch::Tensor& param, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+                       const torch::Tensor& exp_avg_sq) {
+  for (const auto* t : {&param, &grad, &exp_avg, &exp_avg_sq}) {
+    if (!t->is_cpu() || t->scalar_type() != torch::kFloat || t->is_sparse() || t->strides() != param.strides() ||
+        t->sizes() != param.sizes()) {
+      return false;
+    }
+  }
+  return param.is_non_overlapping_and_dense();
+}
+
+}  // namespace
+
 void Adam::step_single_tensor(double lr) {
   steps_++;
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(steps_)));
   const double step_size = lr / bias_correction1;
+  AdamCpuStep cpu;
+  cpu.beta1 = static_cast<float>(options_.beta1);
+  cpu.one_minus_beta1 = static_cast<float>(1.0 - options_.beta1);
+  cpu.beta2 = static_cast<float>(options_.beta2);
+  cpu.one_minus_beta2 = static_cast<float>(1.0 - options_.beta2);
+  cpu.bias_correction2_sqrt = static_cast<float>(bias_correction2_sqrt);
+  cpu.eps = static_cast<float>(options_.eps);
+  cpu.neg_step_size = static_cast<float>(-step_size);
+  cpu.decoupled = options_.weight_decay != 0 && options_.decoupled_weight_decay;
+  cpu.decoupled_factor = static_cast<float>(1.0 - lr * options_.weight_decay);
+  cpu.l2_weight_decay = options_.decoupled_weight_decay ? 0.0f : static_cast<float>(options_.weight_decay);
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& param = params_[i].second;
     if (!param.grad().defined()) continue;
     auto grad = param.grad();
+    if (one_pass_eligible(param, grad, exp_avg_[i], exp_avg_sq_[i])) {
+      adam_step_cpu(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
+                    exp_avg_sq_[i].data_ptr<float>(), param.numel(), cpu);
+      continue;
+    }
     if (options_.weight_decay != 0) {
       if (options_.decoupled_weight_decay) {
         param.mul_(1.0 - lr * options_.weight_decay);

@@ -25,7 +25,8 @@ struct AdamOptions {
 // so that its state is plain named tensors (checkpoints). On CUDA with libtorch >= 2.0 it runs
 // torch.optim's fused kernels (at::_fused_adam_ / _fused_adamw_: a few launches for all
 // parameters instead of several per tensor, and an overflow skip decided on the device); elsewhere
-// the single-tensor update of torch.optim.
+// the single-tensor update of torch.optim, as one pass over each CPU float32 parameter
+// (adam_cpu.h) or as ATen operations elsewhere.
 class Adam {
  public:
   Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options, bool allow_fused = true);

@@ -8,7 +8,9 @@ import { float32Values } from '../lib/safetensors';
 import { adamStepBothWays, scalerSequenceBothWays } from './helpers/optim-oracle';
 import { relativeError } from './helpers/tensors';
 
-const SHAPES = [[4, 3, 3, 3], [17], [5, 8]];
+// [40, 1001]: large enough for the CPU's one-pass update to split the work across threads and run
+// its vector loop with a remainder.
+const SHAPES = [[4, 3, 3, 3], [17], [5, 8], [40, 1001]];
 
 let dir: string;
 beforeAll(() => {
