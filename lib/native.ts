@@ -227,7 +227,13 @@ export interface NativeInfo {
   onednnVersion: string;
   /** Whether they do now (setOnednnInference). */
   onednnInference: boolean;
+  /** glibc malloc's thresholds as the addon left them (native/malloc_tuning.h), in bytes. */
+  malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number };
 }
+
+/** 'tuned': the addon fixed glibc's thresholds; 'environment': the user's MALLOC_*_ or GLIBC_TUNABLES kept;
+ * 'default': XCEPTION_TORCH_MALLOC=default; 'unavailable': not glibc. */
+export type MallocMode = 'tuned' | 'environment' | 'default' | 'unavailable';
 
 /** A joined c10d process group (createProcessGroup); a NativeTrainer takes it as `group`. */
 export interface NativeProcessGroupHandle {
@@ -370,8 +376,20 @@ export function loadAddonFrom(addonPath: string, buildInfoPath = BUILD_INFO_PATH
 
 let cached: NativeAddon | undefined;
 
+/** Read by the addon when it loads (native/malloc_tuning.h). */
+export const MALLOC_VARIABLE = 'XCEPTION_TORCH_MALLOC';
+
+/** Refuses a value of XCEPTION_TORCH_MALLOC the addon would not understand (it would otherwise be ignored). */
+export function checkMallocChoice(env: NodeJS.ProcessEnv = process.env): void {
+  const value = env[MALLOC_VARIABLE];
+  if (value === undefined || value === '' || value === 'tuned' || value === 'default') return;
+  throw new RangeError(`${MALLOC_VARIABLE} must be "tuned" (the default: fixed thresholds, memory reused between passes) ` +
+    `or "default" (glibc's own thresholds), not ${JSON.stringify(value)}`);
+}
+
 /** The addon, loaded once on first use. */
 export function native(): NativeAddon {
+  if (!cached) checkMallocChoice();
   cached ??= loadAddonFrom(ADDON_PATH);
   return cached;
 }

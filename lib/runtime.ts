@@ -1,6 +1,6 @@
 // What the native runtime sees: libtorch version and location, CUDA and cuDNN, CPU threads.
 import * as fs from 'fs';
-import { BuildInfo, LiveNativeObjects, native, readBuildInfo } from './native';
+import { BuildInfo, LiveNativeObjects, MallocMode, native, readBuildInfo } from './native';
 
 export interface RuntimeInfo {
   /** The libtorch version the addon was compiled against (TORCH_VERSION). */
@@ -37,6 +37,9 @@ export interface RuntimeInfo {
   onednnVersion: string;
   /** The BLAS library libtorch loaded (from /proc/self/maps), e.g. 'openblas-openmp' or 'reference'; undefined when unknown. */
   blas?: string;
+  /** glibc malloc's thresholds, in bytes: fixed by the addon ('tuned') so that tensors' memory is reused between
+   * passes instead of going back to the OS and faulting in again; see docs/benchmarks.md. */
+  malloc: { mode: MallocMode; mmapThresholdBytes?: number; trimThresholdBytes?: number };
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -62,6 +65,7 @@ export function runtimeInfo(): RuntimeInfo {
     inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
     onednnVersion: info.onednnVersion,
     blas: loadedBlas(maps),
+    malloc: { mode: info.malloc.mode, mmapThresholdBytes: info.malloc.mmapThreshold, trimThresholdBytes: info.malloc.trimThreshold },
   };
 }
 

@@ -3,6 +3,7 @@
 // datasets (addon_data.cpp), training (addon_training.cpp), process groups (addon_distributed.cpp)
 // and the test hooks (addon_test_hooks.cpp).
 #include "cuda_support.h"
+#include "malloc_tuning.h"
 #include "napi_support.h"
 #include "network.h"
 #include "onednn_conv.h"
@@ -44,6 +45,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     // whether they do now.
     o.Set("onednnVersion", xt::onednn_version());
     o.Set("onednnInference", xt::onednn_inference_enabled());
+    const auto& heap = xt::tune_malloc();
+    auto malloc_settings = Napi::Object::New(env);
+    malloc_settings.Set("mode", heap.mode);
+    if (heap.mmap_threshold) malloc_settings.Set("mmapThreshold", static_cast<double>(heap.mmap_threshold));
+    if (heap.trim_threshold) malloc_settings.Set("trimThreshold", static_cast<double>(heap.trim_threshold));
+    o.Set("malloc", malloc_settings);
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));
     o.Set("parallelInfo", at::get_parallel_info());
@@ -142,6 +149,7 @@ Napi::Value SetOnednnInference(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   keep_js_thread_single_threaded();
+  xt::tune_malloc();  // before the first tensor is allocated
   exports.Set("NativeModel", define_native_model(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "fed_batches.h"
+#include "js_data_copy.h"
 #include "napi_support.h"
 
 namespace xt::napi {
@@ -126,7 +127,7 @@ class NativeBatchFeed : public Napi::ObjectWrap<NativeBatchFeed> {
       FedBatch batch;
       batch.phase = info[0].As<Napi::Number>().Int64Value();
       batch.index = info[1].As<Napi::Number>().Int64Value();
-      batch.images = torch::from_blob(images.Data(), shape, torch::kByte).clone();
+      batch.images = copy_of_js_data(images.Data(), shape, torch::kByte);
       batch.labels = torch::from_blob(labels.Data(), {shape[0]}, torch::kInt).to(torch::kLong);
       batches().push(std::move(batch));
       return info.Env().Undefined();

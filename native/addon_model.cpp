@@ -5,6 +5,8 @@
 #include <unordered_map>
 
 #include "inception_v3.h"
+#include "js_data_copy.h"
+#include "malloc_tuning.h"
 #include "napi_support.h"
 #include "xception.h"
 
@@ -286,6 +288,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     // NativeTrainer keeps one until it is disposed.
     net_.reset();
     memory_.reset();
+    xt::release_free_memory();
     return info.Env().Undefined();
   }
 
@@ -316,7 +319,7 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
     }
     // Copy the input now: the JS buffer may change or be collected while the worker runs. The
     // task holds its own reference to the network, so dispose() cannot free it mid-pass.
-    auto input = torch::from_blob(data.Data(), shape, torch::kFloat).clone();
+    auto input = xt::copy_of_js_data(data.Data(), shape, torch::kFloat);
     auto net = net_;
     const auto device = device_;
     busy_++;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <memory>
 
+#include "malloc_tuning.h"
 #include "napi_support.h"
 #include "training.h"
 #include "training_js.h"
@@ -80,6 +81,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     session_.reset();
     train_ = {};
     memory_.reset();
+    xt::release_free_memory();
     return info.Env().Undefined();
   }
 

@@ -74,11 +74,22 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
       : info.onednnVersion ? 'libtorch (switched off by setInferenceConvolutions)'
         : 'libtorch (the addon was built without libdnnl-dev: apt-get install libdnnl-dev, then rebuild)'],
     ...(info.blas ? [['BLAS', info.blas === 'reference' ? 'the reference BLAS (slow: 1-thread 1x1 convolutions run through it; apt-get install libopenblas0-openmp)' : info.blas] as [string, string]] : []),
+    ['Memory allocator', mallocLine(info.malloc)],
     ['JPEG decoding', info.jpegDecoder === 'libjpeg' ? 'libjpeg, in the addon' : 'sharp (the addon was built without libjpeg-dev: apt-get install libjpeg-dev, then rebuild)'],
     ['Distributed', info.distributedBackends.length ? `c10d: ${info.distributedBackends.join(', ')}` : `not available: ${info.distributedMissing ?? 'no c10d in this build'}`],
     // Which CUDA runtime was really loaded: PyTorch's own (nvidia/*/lib) or a system toolkit's.
     ...info.loadedCudaLibraries.map((file, i): [string, string] => [i === 0 ? 'CUDA libraries' : '', file]),
   ];
+}
+
+function mallocLine(m: RuntimeInfo['malloc']): string {
+  const mib = (bytes?: number) => `${Math.round((bytes ?? 0) / 2 ** 20)} MiB`;
+  switch (m.mode) {
+    case 'tuned': return `glibc, thresholds fixed by xception-torch (mmap ${mib(m.mmapThresholdBytes)}, trim ${mib(m.trimThresholdBytes)}); XCEPTION_TORCH_MALLOC=default leaves glibc's own`;
+    case 'environment': return 'glibc, thresholds from the environment (MALLOC_*_ or GLIBC_TUNABLES)';
+    case 'default': return 'glibc, its own dynamic thresholds (XCEPTION_TORCH_MALLOC=default)';
+    default: return 'not glibc: left as it is';
+  }
 }
 
 /** The checks as lines: `ok` or `PROBLEM`, the name, the detail, and under a problem its fix. */

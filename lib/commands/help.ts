@@ -10,6 +10,7 @@ export const ENVIRONMENT = Object.freeze({
   deadline: ['XCEPTION_TORCH_DOWNLOAD_DEADLINE', 'seconds a download may take in all (default 7200)'],
   distributed: ['RANK, WORLD_SIZE, LOCAL_RANK, …', "torchrun's variables (--nproc-per-node sets them too): WORLD_SIZE > 1 makes this process one rank of a data-parallel group"],
   distTimeout: ['XCEPTION_TORCH_DIST_TIMEOUT', 'seconds a rank waits for the others (default 1800; --dist-timeout overrides)'],
+  malloc: ['XCEPTION_TORCH_MALLOC=default', "leave glibc malloc's own thresholds (by default they are fixed, so tensor memory is reused between steps)"],
 } as const);
 
 type Variable = readonly [string, string];
@@ -32,7 +33,7 @@ export function helpFooter(examples: string[], variables: Variable[] = []): stri
 export const DATA_ENVIRONMENT: Variable[] = [ENVIRONMENT.cache, ENVIRONMENT.cifar10, ENVIRONMENT.extractLimits, ENVIRONMENT.proxy, ENVIRONMENT.deadline];
 
 /** The variables of the commands that train data-parallel (train, compare). */
-export const TRAIN_ENVIRONMENT: Variable[] = [...DATA_ENVIRONMENT, ENVIRONMENT.distributed, ENVIRONMENT.distTimeout];
+export const TRAIN_ENVIRONMENT: Variable[] = [...DATA_ENVIRONMENT, ENVIRONMENT.distributed, ENVIRONMENT.distTimeout, ENVIRONMENT.malloc];
 
 /** The data-parallel launch forms, as examples for `command` (train or compare). */
 export function distributedExamples(command: string): string[] {
