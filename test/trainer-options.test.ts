@@ -74,9 +74,9 @@ describe('resolveTrainerOptions', () => {
     // Alone when WORLD_SIZE is not above 1.
     expect(resolveTrainerOptions({ model: 'xception', distributed: 'env' }, cpu, {}).distributed).toBeNull();
     expect(() => resolveTrainerOptions({ model: 'xception', distributed: 'env', batchSize: 30 }, cpu, env)).toThrow(/global batch and must divide evenly across the 4 processes/);
-    // NCHW under data parallelism: channels-last is the default alone, and refused with a group.
-    expect(s.channelsLast).toBe(false);
+    // Channels-last is the default with a group as alone, and NCHW can be asked for.
+    expect(s.channelsLast).toBe(true);
     expect(resolveTrainerOptions({ model: 'xception', distributed: 'env', batchSize: 64 }, cpu, {}).channelsLast).toBe(true);
-    expect(() => resolveTrainerOptions({ model: 'xception', distributed: 'env', batchSize: 64, channelsLast: true }, cpu, env)).toThrow(/channelsLast is not supported with data-parallel training yet/);
+    expect(resolveTrainerOptions({ model: 'xception', distributed: 'env', batchSize: 64, channelsLast: false }, cpu, env).channelsLast).toBe(false);
   });
 });

@@ -59,6 +59,8 @@ def worker(rank, a, port):
     net = build(a.model, options)
     net.load_state_dict(safetensors_io.load(os.path.join(a.dir, "initial.safetensors")))
     net.train()
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     if a.freeze_backbone:
         for name, p in net.named_parameters():
             p.requires_grad_(any(name.startswith(m + ".") for m in CLASSIFIER[a.model]))
@@ -80,6 +82,8 @@ def worker(rank, a, port):
         if batch.numel() < 2:
             break
         x = (images[batch].float() / 255 - mean) / std
+        if a.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = labels[batch]
         out = model(x)
         if isinstance(out, tuple):  # Inception's InceptionOutputs(logits, aux)
@@ -108,6 +112,7 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--port", type=int)
     p.add_argument("--freeze-backbone", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
     a = p.parse_args()
     if a.command == "sampler":
         g = torch.Generator()
