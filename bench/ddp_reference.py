@@ -60,6 +60,8 @@ def worker(rank, a, port, out_dir):
     torch.manual_seed(0)
     net = build(a.model, {"numClasses": 10, "auxLogits": a.aux})
     net.train()
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     model = torch.nn.parallel.DistributedDataParallel(net)  # broadcasts rank 0's weights; 25 MB buckets
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     global_batch = a.batch * a.world
@@ -74,6 +76,8 @@ def worker(rank, a, port, out_dir):
     def batch(step):
         begin = step * global_batch + rank * a.batch
         x = (images[begin:begin + a.batch].float() / 255 - mean) / std
+        if a.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x, labels[begin:begin + a.batch]
 
     backward = 0.0
@@ -119,6 +123,8 @@ def single_process(a):
     torch.manual_seed(0)
     net = build(a.model, {"numClasses": 10, "auxLogits": a.aux})
     net.train()
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     total = a.warmup + a.steps
     g = torch.Generator().manual_seed(0)
@@ -130,6 +136,8 @@ def single_process(a):
     started = time.perf_counter() if a.warmup == 0 else None
     for step, (xb, y) in enumerate(loader):
         x = (xb.float() / 255 - mean) / std
+        if a.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         loss = loss_of(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -158,6 +166,7 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--probe-steps", type=int, default=5)
     p.add_argument("--aux", action="store_true", help="Inception V3's aux head (needs 299x299 images)")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in torch.channels_last (ours trains so by default)")
     a = p.parse_args()
     if a.world == 1:
         single_process(a)

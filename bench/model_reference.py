@@ -22,6 +22,7 @@ p.add_argument("--batch", type=int, default=8)
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--threads", type=int, required=True)
+p.add_argument("--channels-last", action="store_true", help="model and batch in torch.channels_last (ours runs so)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -34,6 +35,9 @@ else:
     net = inception_v3(weights=None, num_classes=10, aux_logits=False, init_weights=True)
 x = torch.randn(a.batch, 3, a.size, a.size)
 y = torch.randint(0, 10, (a.batch,))
+if a.channels_last:
+    net = net.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 net.train(a.mode == "train")
 

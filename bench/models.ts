@@ -2,8 +2,9 @@
 // against PyTorch eager in Python and, for inference, onnxruntime-node, on the same machine, in the same
 // run, with the same threads, batch and image size. Each measurement runs in a process of its own (peak
 // RSS is per side); medians over the repeats. PyTorch side: bench/model_reference.py with
-// /usr/bin/python3. onnxruntime side: bench/onnx_export.py exports the PyTorch side's model (same seed,
-// same weights) to ONNX, bench/onnx-side.ts checks its logits against PyTorch's once (a mismatch is
+// /usr/bin/python3, twice a repeat: NCHW (PyTorch's default) and channels-last (the layout ours runs in;
+// faster for PyTorch too on some models), each with its ratio and one against the faster.
+// onnxruntime side: bench/onnx_export.py exports the PyTorch side's model (same seed, same weights) to ONNX, bench/onnx-side.ts checks its logits against PyTorch's once (a mismatch is
 // reported instead of a speed) and times session.run(). Each side reports the share of the CPUs other
 // processes took during its timed steps; a measurement above --max-interference percent is run again
 // once the machine is idle (bench/interference.ts), up to --retries times. Inference rows also give the
@@ -35,6 +36,8 @@ interface Row {
   mode: Mode;
   oursImagesPerSecond: number;
   pytorchImagesPerSecond: number;
+  /** PyTorch with the model and batch in torch.channels_last, the layout ours runs in. */
+  pytorchChannelsLastImagesPerSecond: number;
   /** null: not an inference row, or onnxruntime's logits did not match PyTorch's (see onnxCheck). */
   onnxruntimeImagesPerSecond: number | null;
   oursPeakRssMb: number;
@@ -43,6 +46,9 @@ interface Row {
   /** The most any kept measurement was disturbed by other processes (share of the CPUs). */
   maxOthersShare: number;
   ratio: number;
+  ratioChannelsLast: number;
+  /** Against the faster of PyTorch's two layouts. */
+  ratioToFasterPytorch: number;
   oursOverOnnxruntime: number | null;
   onnxCheck: OnnxCheck | null;
   /** Inference: 2 x multiply-accumulates per image (model.summary()), and the share of the peak FLOP rate. */
@@ -126,19 +132,25 @@ async function main(): Promise<void> {
         }
         const ours: Measurement[] = [];
         const torch: Measurement[] = [];
+        const torchChannelsLast: Measurement[] = [];
         const ort: Measurement[] = [];
+        const reference = [path.join(__dirname, 'model_reference.py'), '--model', model, '--mode', mode, '--size', size,
+          '--batch', batch, '--warmup', warmup, '--steps', steps, '--threads', threads];
         for (let r = 0; r < opts.repeats; r++) {
           ours.push(await measureGuarded(process.execPath, tsNode('model-step.ts', model, mode, ...common), `ours ${model} ${mode}`, guard));
-          torch.push(await measureGuarded(PYTHON, [path.join(__dirname, 'model_reference.py'), '--model', model, '--mode', mode, '--size', size,
-            '--batch', batch, '--warmup', warmup, '--steps', steps, '--threads', threads], `PyTorch ${model} ${mode}`, guard));
+          // PyTorch in its default NCHW and in channels-last, the layout ours runs in (faster for PyTorch too on some models).
+          torch.push(await measureGuarded(PYTHON, reference, `PyTorch ${model} ${mode}`, guard));
+          torchChannelsLast.push(await measureGuarded(PYTHON, [...reference, '--channels-last'], `PyTorch ${model} ${mode} channels-last`, guard));
           if (onnx?.check.ok) {
             ort.push(await measureGuarded(process.execPath, tsNode('onnx-side.ts', 'time', onnx.file, ...common), `onnxruntime ${model}`, guard));
           }
-          console.error(`${model} ${mode} run ${r + 1}: ours ${ours[r].imagesPerSecond.toFixed(2)} img/s, PyTorch ${torch[r].imagesPerSecond.toFixed(2)} img/s` +
+          console.error(`${model} ${mode} run ${r + 1}: ours ${ours[r].imagesPerSecond.toFixed(2)} img/s, PyTorch ${torch[r].imagesPerSecond.toFixed(2)} img/s, ` +
+            `PyTorch channels-last ${torchChannelsLast[r].imagesPerSecond.toFixed(2)} img/s` +
             (ort[r] ? `, onnxruntime ${ort[r].imagesPerSecond.toFixed(2)} img/s` : ''));
         }
         const oursIps = median(ours.map((m) => m.imagesPerSecond));
         const torchIps = median(torch.map((m) => m.imagesPerSecond));
+        const torchChannelsLastIps = median(torchChannelsLast.map((m) => m.imagesPerSecond));
         const ortIps = ort.length ? median(ort.map((m) => m.imagesPerSecond)) : null;
         const flopsPerImage = mode === 'infer' ? 2 * await macsPerImage(model, opts.size) : null;
         const share = (ips: number) => (flopsPerImage !== null && peakRate ? (ips * flopsPerImage) / peakRate : NaN);
@@ -146,16 +158,21 @@ async function main(): Promise<void> {
           model, mode,
           oursImagesPerSecond: oursIps,
           pytorchImagesPerSecond: torchIps,
+          pytorchChannelsLastImagesPerSecond: torchChannelsLastIps,
           onnxruntimeImagesPerSecond: ortIps,
           oursPeakRssMb: median(ours.map((m) => m.peakRssMb ?? 0)),
           pytorchPeakRssMb: median(torch.map((m) => m.peakRssMb ?? 0)),
           onnxruntimePeakRssMb: ort.length ? median(ort.map((m) => m.peakRssMb ?? 0)) : null,
-          maxOthersShare: Math.max(0, ...[...ours, ...torch, ...ort].map((m) => m.othersShare ?? 0)),
+          maxOthersShare: Math.max(0, ...[...ours, ...torch, ...torchChannelsLast, ...ort].map((m) => m.othersShare ?? 0)),
           ratio: oursIps / torchIps,
+          ratioChannelsLast: oursIps / torchChannelsLastIps,
+          ratioToFasterPytorch: oursIps / Math.max(torchIps, torchChannelsLastIps),
           oursOverOnnxruntime: ortIps === null ? null : oursIps / ortIps,
           onnxCheck: onnx?.check ?? null,
           flopsPerImage,
-          peakShare: mode === 'infer' ? { ours: share(oursIps), pytorch: share(torchIps), onnxruntime: ortIps === null ? null : share(ortIps) } : null,
+          peakShare: mode === 'infer' ? {
+            ours: share(oursIps), pytorch: share(Math.max(torchIps, torchChannelsLastIps)), onnxruntime: ortIps === null ? null : share(ortIps),
+          } : null,
         });
       }
     }
@@ -211,10 +228,11 @@ function table(rows: Row[]): string[] {
     return r.onnxruntimeImagesPerSecond === null ? '—' : r.onnxruntimeImagesPerSecond.toFixed(2);
   };
   return [
-    '| model | step | ours img/s | PyTorch img/s | onnxruntime img/s | ours / PyTorch | ours / onnxruntime | GFLOP per image | share of peak FLOP rate, ours / PyTorch / onnxruntime | peak RSS ours / PyTorch / onnxruntime (MB) | others\' CPU share (max) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | step | ours img/s | PyTorch img/s, NCHW / channels-last | onnxruntime img/s | ours / PyTorch, NCHW / channels-last | ours / faster PyTorch | ours / onnxruntime | GFLOP per image | share of peak FLOP rate, ours / faster PyTorch / onnxruntime | peak RSS ours / PyTorch NCHW / onnxruntime (MB) | others\' CPU share (max) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.model} | ${r.mode === 'train' ? 'training' : 'inference (model.forward from JS)'} | ${r.oursImagesPerSecond.toFixed(2)} | ` +
-      `${r.pytorchImagesPerSecond.toFixed(2)} | ${ort(r)} | ${r.ratio.toFixed(2)} | ${r.oursOverOnnxruntime === null ? '—' : r.oursOverOnnxruntime.toFixed(2)} | ` +
+      `${r.pytorchImagesPerSecond.toFixed(2)} / ${r.pytorchChannelsLastImagesPerSecond.toFixed(2)} | ${ort(r)} | ${r.ratio.toFixed(2)} / ${r.ratioChannelsLast.toFixed(2)} | ` +
+      `${r.ratioToFasterPytorch.toFixed(2)} | ${r.oursOverOnnxruntime === null ? '—' : r.oursOverOnnxruntime.toFixed(2)} | ` +
       `${r.flopsPerImage === null ? '—' : (r.flopsPerImage / 1e9).toFixed(2)} | ` +
       `${r.peakShare ? `${pct(r.peakShare.ours)} / ${pct(r.peakShare.pytorch)} / ${pct(r.peakShare.onnxruntime)}` : '—'} | ` +
       `${r.oursPeakRssMb.toFixed(0)} / ${r.pytorchPeakRssMb.toFixed(0)} / ${r.onnxruntimePeakRssMb === null ? '—' : r.onnxruntimePeakRssMb.toFixed(0)} | ${pct(r.maxOthersShare)} |`),
