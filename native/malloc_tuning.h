@@ -3,8 +3,9 @@
 // once a pass: an Inception V3 eval pass (96x96, batch 8) faulted in 1,230 fresh pages (5 MB) every
 // time, and 5% of the process's CPU samples were the kernel clearing and mapping them; an Xception
 // training step, 7,500. With fixed thresholds the freed memory stays in the heap for the next pass
-// (kernel share 0.8%, about 180 faults a pass). Memory is handed back at the points where a user
-// expects it to shrink: when a network or a training session is freed (release_free_memory()).
+// (kernel share 0.8%, 217 faults a pass: forward()'s input copy). Memory is handed back at the
+// points where a user expects it to shrink: at the end of each training epoch, and when a network
+// or a training session is freed (release_free_memory()).
 #pragma once
 
 #include <cstddef>

@@ -8,6 +8,7 @@
 
 #include "cuda_support.h"
 #include "epoch_metrics.h"
+#include "malloc_tuning.h"
 
 namespace xt {
 namespace F = torch::nn::functional;
@@ -237,6 +238,9 @@ EpochResult TrainingSession::run_epoch(const BatchSource& batch_of,
   }
 
   const double seconds = pos.seconds + std::chrono::duration<double>(Clock::now() - started).count();
+  // The epoch's freed tensors were kept for its next step (malloc_tuning.h); between epochs they go
+  // back to the OS, so that the process's memory reads as what it holds.
+  release_free_memory();
   result.diverged_batch = metrics.diverged_batch();
   result.completed = last_batch == batches && result.diverged_batch < 0;
   result.images = metrics.seen();
