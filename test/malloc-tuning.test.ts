@@ -1,7 +1,7 @@
 // glibc malloc's thresholds, fixed by the addon when it loads (native/malloc_tuning.h) so that a
 // pass's tensors reuse the memory the previous pass freed instead of faulting in fresh pages from
-// the OS. Checked by what it is for: the page faults of steady-state model.forward() calls, in
-// child processes with and without the tuning.
+// the OS. Checked by what it is for: the page faults of steady-state model.forward() calls, in a
+// child process; and which settings a child reports under each environment.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { runtimeLines } from '../lib/commands/doctor';
@@ -9,6 +9,18 @@ import { checkMallocChoice, MALLOC_VARIABLE } from '../lib/native';
 import { runtimeInfo } from '../lib/runtime';
 
 const DIST = path.join(__dirname, '..', 'dist', 'lib');
+
+/** The last line a child node process prints, run with `env` added to this one's. */
+function childOutput(script: string, env: NodeJS.ProcessEnv): string {
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
+  return r.stdout.trim().split('\n').pop() as string;
+}
+
+/** The malloc mode a fresh process reports with `env`. */
+function mallocMode(env: NodeJS.ProcessEnv): string {
+  return childOutput(`console.log(require(${JSON.stringify(path.join(DIST, 'runtime'))}).runtimeInfo().malloc.mode)`, env);
+}
 
 /** Minor page faults per eval pass of Inception V3 (96x96, batch 8) after 5 warm-up passes. */
 function faultsPerPass(env: NodeJS.ProcessEnv): { faultsPerPass: number; mode: string } {
@@ -25,9 +37,7 @@ function faultsPerPass(env: NodeJS.ProcessEnv): { faultsPerPass: number; mode: s
       const faults = process.resourceUsage().minorPageFault - before;
       console.log(JSON.stringify({ faultsPerPass: faults / 20, mode: runtimeInfo().malloc.mode }));
     })();`;
-  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-  if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as { faultsPerPass: number; mode: string };
+  return JSON.parse(childOutput(script, env)) as { faultsPerPass: number; mode: string };
 }
 
 describe('malloc tuning', () => {
@@ -52,17 +62,10 @@ describe('malloc tuning', () => {
     // sometimes settles without them, which is why that side is not asserted.
     const inputPages = Math.ceil((8 * 3 * 96 * 96 * 4) / 4096);
     expect(tuned.faultsPerPass).toBeLessThan(inputPages + 50);
-    expect(faultsPerPass({ [MALLOC_VARIABLE]: 'default' }).mode).toBe('default');
+    expect(mallocMode({ [MALLOC_VARIABLE]: 'default' })).toBe('default');
   }, 120_000);
 
   it('leaves thresholds the user set in the environment alone', () => {
-    expect(faultsPerPassMode({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1000000' })).toBe('environment');
+    expect(mallocMode({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1000000' })).toBe('environment');
   }, 60_000);
 });
-
-function faultsPerPassMode(env: NodeJS.ProcessEnv): string {
-  const script = `console.log(require(${JSON.stringify(path.join(DIST, 'runtime'))}).runtimeInfo().malloc.mode)`;
-  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-  if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
-  return r.stdout.trim();
-}
