@@ -227,8 +227,8 @@ export interface NativeInfo {
   onednnVersion: string;
   /** Whether they do now (setOnednnInference). */
   onednnInference: boolean;
-  /** glibc malloc's thresholds as the addon left them (native/malloc_tuning.h), in bytes. */
-  malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number };
+  /** glibc malloc's thresholds and top pad as the addon left them (native/malloc_tuning.h), in bytes. */
+  malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number; topPad?: number };
 }
 
 /** 'tuned': the addon fixed glibc's thresholds; 'environment': the user's MALLOC_*_ or GLIBC_TUNABLES kept;

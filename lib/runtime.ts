@@ -37,9 +37,9 @@ export interface RuntimeInfo {
   onednnVersion: string;
   /** The BLAS library libtorch loaded (from /proc/self/maps), e.g. 'openblas-openmp' or 'reference'; undefined when unknown. */
   blas?: string;
-  /** glibc malloc's thresholds, in bytes: fixed by the addon ('tuned') so that tensors' memory is reused between
-   * passes instead of going back to the OS and faulting in again; see docs/benchmarks.md. */
-  malloc: { mode: MallocMode; mmapThresholdBytes?: number; trimThresholdBytes?: number };
+  /** glibc malloc's thresholds and top pad, in bytes: fixed by the addon ('tuned') so that tensors' memory is reused
+   * between passes instead of going back to the OS and faulting in again; see docs/benchmarks.md. */
+  malloc: { mode: MallocMode; mmapThresholdBytes?: number; trimThresholdBytes?: number; topPadBytes?: number };
 }
 
 export function runtimeInfo(): RuntimeInfo {
@@ -65,7 +65,12 @@ export function runtimeInfo(): RuntimeInfo {
     inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
     onednnVersion: info.onednnVersion,
     blas: loadedBlas(maps),
-    malloc: { mode: info.malloc.mode, mmapThresholdBytes: info.malloc.mmapThreshold, trimThresholdBytes: info.malloc.trimThreshold },
+    malloc: {
+      mode: info.malloc.mode,
+      mmapThresholdBytes: info.malloc.mmapThreshold,
+      trimThresholdBytes: info.malloc.trimThreshold,
+      topPadBytes: info.malloc.topPad,
+    },
   };
 }
 

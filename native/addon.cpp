@@ -50,6 +50,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     malloc_settings.Set("mode", heap.mode);
     if (heap.mmap_threshold) malloc_settings.Set("mmapThreshold", static_cast<double>(heap.mmap_threshold));
     if (heap.trim_threshold) malloc_settings.Set("trimThreshold", static_cast<double>(heap.trim_threshold));
+    if (heap.top_pad) malloc_settings.Set("topPad", static_cast<double>(heap.top_pad));
     o.Set("malloc", malloc_settings);
     o.Set("threads", g_num_threads.load());
     o.Set("hardwareThreads", static_cast<double>(std::thread::hardware_concurrency()));

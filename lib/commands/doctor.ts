@@ -85,8 +85,8 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
 function mallocLine(m: RuntimeInfo['malloc']): string {
   const mib = (bytes?: number) => `${Math.round((bytes ?? 0) / 2 ** 20)} MiB`;
   switch (m.mode) {
-    case 'tuned': return `glibc, thresholds fixed by xception-torch (mmap ${mib(m.mmapThresholdBytes)}, trim ${mib(m.trimThresholdBytes)}); XCEPTION_TORCH_MALLOC=default leaves glibc's own`;
-    case 'environment': return 'glibc, thresholds from the environment (MALLOC_*_ or GLIBC_TUNABLES)';
+    case 'tuned': return `glibc, thresholds fixed by xception-torch (mmap ${mib(m.mmapThresholdBytes)}, trim ${mib(m.trimThresholdBytes)}, top pad ${mib(m.topPadBytes)}); XCEPTION_TORCH_MALLOC=default leaves glibc's own`;
+    case 'environment': return 'glibc, settings from the environment (MALLOC_*_ or GLIBC_TUNABLES)';
     case 'default': return 'glibc, its own dynamic thresholds (XCEPTION_TORCH_MALLOC=default)';
     default: return 'not glibc: left as it is';
   }
