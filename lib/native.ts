@@ -227,6 +227,10 @@ export interface NativeInfo {
   onednnVersion: string;
   /** Whether they do now (setOnednnInference). */
   onednnInference: boolean;
+  /** Whether eval passes on the CPU split by batch over single-threaded helpers (setSplitInference). */
+  splitInference: boolean;
+  /** How many passes have run split so far in this process. */
+  splitPasses: number;
   /** glibc malloc's thresholds and top pad as the addon left them (native/malloc_tuning.h), in bytes. */
   malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number; topPad?: number };
 }
@@ -273,6 +277,8 @@ export interface NativeAddon {
   ): Promise<void>;
   /** Whether eval passes run their convolutions on oneDNN directly (the default where built with it) or through libtorch. */
   setOnednnInference(enabled: boolean): void;
+  /** Whether eval passes on the CPU split by batch over single-threaded helpers (the default) or run whole. */
+  setSplitInference(enabled: boolean): void;
   /** Whether the addon decodes JPEGs itself (built with the system's libjpeg). */
   jpegDecoder: boolean;
   /** A JPEG's RGB bytes as PIL's loader gets them, decoded on a libuv worker; null for a CMYK/YCCK file. */

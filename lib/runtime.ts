@@ -33,6 +33,10 @@ export interface RuntimeInfo {
   /** Who runs eval passes' convolutions on the CPU: oneDNN called directly (weights reordered once, ReLU
    * fused), or libtorch (an addon built without libdnnl-dev, or setInferenceConvolutions('libtorch')). */
   inferenceConvolutions: 'onednn' | 'libtorch';
+  /** How eval passes on the CPU use the intra-op threads: 'split' (the default) runs one single-threaded pass per
+   * thread over its share of the batch when the batch has at least as many images as threads; 'whole' shares every
+   * layer out over the threads (setInferencePasses('whole'), and always for smaller batches). */
+  inferencePasses: 'split' | 'whole';
   /** The oneDNN version the addon was built with; '' without. */
   onednnVersion: string;
   /** The BLAS library libtorch loaded (from /proc/self/maps), e.g. 'openblas-openmp' or 'reference'; undefined when unknown. */
@@ -63,6 +67,7 @@ export function runtimeInfo(): RuntimeInfo {
     distributedMissing: info.distributedMissing,
     jpegDecoder: native().jpegDecoder ? 'libjpeg' : 'sharp',
     inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
+    inferencePasses: info.splitInference ? 'split' : 'whole',
     onednnVersion: info.onednnVersion,
     blas: loadedBlas(maps),
     malloc: {
@@ -107,6 +112,19 @@ export function setInferenceConvolutions(engine: 'onednn' | 'libtorch'): void {
     throw new Error('this addon was built without oneDNN (Debian/Ubuntu: apt-get install libdnnl-dev, then npm run build:native)');
   }
   native().setOnednnInference(engine === 'onednn');
+}
+
+/**
+ * How eval passes on the CPU use the intra-op threads (process-wide, from the next pass): 'split' (the default) runs,
+ * for a batch of at least as many images as threads, one single-threaded pass per thread over its share of the
+ * batch, side by side; 'whole' runs one pass with every layer shared out over the threads, as before, for
+ * comparisons. The logits agree to float rounding: in eval mode the images of a batch do not interact.
+ */
+export function setInferencePasses(mode: 'split' | 'whole'): void {
+  if (mode !== 'split' && mode !== 'whole') {
+    throw new TypeError(`inference passes: expected 'split' or 'whole', got ${JSON.stringify(mode)}`);
+  }
+  native().setSplitInference(mode === 'split');
 }
 
 const CUDA_LIBRARY = /\/lib(cudart|cublas|cublasLt|cudnn[a-z_]*|nvrtc|nvrtc-builtins|nccl|cufft|curand|cusparse|cusolver|nvToolsExt|nvJitLink|cupti|torch_cuda|c10_cuda)(-[0-9a-f]{8})?\.so[.0-9]*$/;

@@ -7,6 +7,7 @@
 #include "napi_support.h"
 #include "network.h"
 #include "onednn_conv.h"
+#include "split_pass.h"
 
 namespace xt {
 class TrainingSession;  // counted by LiveCount (training.h); only its count is read here
@@ -45,6 +46,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     // whether they do now.
     o.Set("onednnVersion", xt::onednn_version());
     o.Set("onednnInference", xt::onednn_inference_enabled());
+    o.Set("splitInference", xt::split_passes_enabled());
+    o.Set("splitPasses", static_cast<double>(xt::split_passes_run()));
     const auto& heap = xt::tune_malloc();
     auto malloc_settings = Napi::Object::New(env);
     malloc_settings.Set("mode", heap.mode);
@@ -148,6 +151,16 @@ Napi::Value SetOnednnInference(const Napi::CallbackInfo& info) {
   });
 }
 
+// setSplitInference(on): whether eval passes on the CPU split by batch over single-threaded helpers
+// (native/split_pass.h) or run whole on the intra-op threads, for comparisons.
+Napi::Value SetSplitInference(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setSplitInference expects a boolean");
+    xt::set_split_passes(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   keep_js_thread_single_threaded();
   xt::tune_malloc();  // before the first tensor is allocated
@@ -159,6 +172,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory));
   exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("setOnednnInference", Napi::Function::New(env, SetOnednnInference));
+  exports.Set("setSplitInference", Napi::Function::New(env, SetSplitInference));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeBatchFeed", define_native_batch_feed(env));
   define_images(env, exports);

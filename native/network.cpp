@@ -1,5 +1,8 @@
 #include "network.h"
 
+#include "autocast.h"
+#include "split_pass.h"
+
 #include <sstream>
 #include <stdexcept>
 
@@ -33,7 +36,21 @@ NetworkOutput Network::forward_all(torch::Tensor x) {
   // stage of its own: both run the modules as they are.
   if (StageRecording::active() || at::GradMode::is_enabled() || !folding_.enabled()) return forward_impl(std::move(x));
   FoldedInference::Scope folded(folding_);
-  return forward_impl(x.contiguous(folded_memory_format(x)));
+  const auto format = folded_memory_format(x);
+  // Autocast's state is this thread's own and would not reach the helpers: such passes run whole.
+  const int parts = cpu_autocast_enabled() ? 1 : split_pass_parts(x);
+  if (parts == 1) return forward_impl(x.contiguous(format));
+  const bool inference_mode = c10::InferenceMode::is_enabled();
+  auto logits = run_split_pass(x, parts, [&](const torch::Tensor& chunk) {
+    // The calling thread's grad mode and folded weights, on the helper running this chunk. The
+    // chunk changes layout there too: any parallel work on this thread would wake its team, whose
+    // threads then spin for a while on the CPUs the helpers need.
+    c10::InferenceMode inference(inference_mode);
+    torch::NoGradGuard no_grad;
+    FoldedInference::Scope chunk_folded(folding_);
+    return forward_impl(chunk.contiguous(format)).logits;
+  });
+  return {logits, torch::Tensor()};
 }
 
 void Network::check_input_shape(const std::vector<int64_t>& shape) const {

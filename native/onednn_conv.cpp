@@ -51,18 +51,22 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// What a compiled convolution depends on besides the weights: the input's sizes and strides and
-// whether ReLU is fused.
+// What a compiled convolution depends on besides the weights: the input's sizes and strides,
+// whether ReLU is fused, and the calling thread's intra-op thread count, which oneDNN fixes when
+// it compiles (a split pass's helpers run with one, native/split_pass.h).
 struct Key {
   std::vector<int64_t> sizes, strides;
   bool relu;
-  bool operator==(const Key& o) const { return relu == o.relu && sizes == o.sizes && strides == o.strides; }
+  int threads;
+  bool operator==(const Key& o) const {
+    return relu == o.relu && threads == o.threads && sizes == o.sizes && strides == o.strides;
+  }
 };
 
 struct Compiled {
   dnnl::convolution_forward primitive;
   dnnl::memory::desc src, dst, scratchpad;
-  dnnl::memory weights;  // reordered once into the layout the primitive wants
+  dnnl::memory weights;  // reordered into the layout the primitive wants, shared by compiles that want the same
   std::vector<int64_t> out_sizes;
 };
 
@@ -77,7 +81,11 @@ struct OnednnConv::Impl {
   mutable std::mutex mutex;  // guards cache (a model may be run from several threads)
   // One entry per input shape seen, usually one or two; a null Compiled: oneDNN declined it.
   mutable std::vector<std::pair<Key, std::shared_ptr<const Compiled> > > cache;
+  // The weights in each blocked layout a compile asked for: usually one for every input shape and
+  // thread count, so the copy is made once.
+  mutable std::vector<dnnl::memory> reordered;
 
+  dnnl::memory weights_in(const dnnl::memory::desc& layout, const dnnl::memory::desc& plain) const;
   std::shared_ptr<const Compiled> compile(const Key& key) const;
   std::shared_ptr<const Compiled> compiled_for(const torch::Tensor& x, bool relu) const;
 };
@@ -124,18 +132,28 @@ std::shared_ptr<const Compiled> OnednnConv::Impl::compile(const Key& key) const 
   c->primitive = dnnl::convolution_forward(pd);
   c->scratchpad = pd.scratchpad_desc();
 
-  // The one reorder of the weights, from libtorch's OIHW into the primitive's blocked layout.
-  const dnnl::memory::desc plain(weight_dims, dt::f32, grouped ? tag::goihw : tag::oihw);
-  dnnl::memory source(plain, cpu_engine(), weight.data_ptr());
-  c->weights = dnnl::memory(pd.weights_desc(), cpu_engine());
-  dnnl::stream stream(cpu_engine());
-  dnnl::reorder(source, c->weights).execute(stream, source, c->weights);
-  stream.wait();
+  c->weights =
+      weights_in(pd.weights_desc(), dnnl::memory::desc(weight_dims, dt::f32, grouped ? tag::goihw : tag::oihw));
   return c;
 }
 
+// Called with `mutex` held (from compile()).
+dnnl::memory OnednnConv::Impl::weights_in(const dnnl::memory::desc& layout, const dnnl::memory::desc& plain) const {
+  for (const auto& w : reordered) {
+    if (w.get_desc() == layout) return w;
+  }
+  // The one reorder of the weights into this layout, from libtorch's OIHW.
+  dnnl::memory source(plain, cpu_engine(), weight.data_ptr());
+  dnnl::memory target(layout, cpu_engine());
+  dnnl::stream stream(cpu_engine());
+  dnnl::reorder(source, target).execute(stream, source, target);
+  stream.wait();
+  reordered.push_back(target);
+  return target;
+}
+
 std::shared_ptr<const Compiled> OnednnConv::Impl::compiled_for(const torch::Tensor& x, bool relu) const {
-  Key key{x.sizes().vec(), x.strides().vec(), relu};
+  Key key{x.sizes().vec(), x.strides().vec(), relu, at::get_num_threads()};
   std::lock_guard<std::mutex> lock(mutex);
   for (const auto& entry : cache) {
     if (entry.first == key) return entry.second;

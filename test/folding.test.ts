@@ -4,7 +4,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { createModel, Model, ModelName, runtimeInfo, setInferenceConvolutions, TensorData } from '../lib';
+import { createModel, Model, ModelName, runtimeInfo, setInferenceConvolutions, setInferencePasses, TensorData } from '../lib';
+import { native } from '../lib/native';
 import { Trainer } from '../lib/trainer';
 import { oracle } from './helpers/python';
 import { readTensor, relativeError } from './helpers/tensors';
@@ -195,5 +196,53 @@ describe('inference convolutions on oneDNN', () => {
   it('rejects an unknown engine', () => {
     expect(() => setInferenceConvolutions('mkl' as never)).toThrow(/expected 'onednn' or 'libtorch'/);
     expect(runtimeInfo().inferenceConvolutions).toBe('onednn');
+  });
+});
+
+// Eval passes on the CPU split by batch over single-threaded helpers (native/split_pass.h): the
+// logits must be those of one whole pass, for batches that split evenly, unevenly, or not at all.
+describe('eval passes split by batch', () => {
+  const models = [
+    { label: 'Xception', name: 'xception' as ModelName, options: { numClasses: 10, middleFlowBlocks: 2 } },
+    { label: 'Inception V3', name: 'inception_v3' as ModelName, options: { numClasses: 10, auxLogits: false } },
+  ];
+
+  it('are what runs by default', () => {
+    expect(runtimeInfo().inferencePasses).toBe('split');
+  });
+
+  it.each(models)('$label: the logits equal one whole pass\'s, image by image', async ({ name, options }) => {
+    const threads = runtimeInfo().threads;
+    const model = createModel(name, options as never).eval();
+    try {
+      for (const batch of [2 * threads, 2 * threads + 1, 1]) {
+        const shape = [batch, 3, 80, 97];
+        const input = { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i * 0.29) + 0.1 * Math.cos(i * 0.013)) };
+        const before = native().info().splitPasses;
+        const split = await model.forward(input);
+        // It did split when the machine has several threads and the batch is large enough.
+        expect(native().info().splitPasses - before).toBe(threads >= 2 && batch >= threads ? 1 : 0);
+        setInferencePasses('whole');
+        let whole: TensorData;
+        try {
+          whole = await model.forward(input);
+          expect(native().info().splitPasses - before).toBe(threads >= 2 && batch >= threads ? 1 : 0);
+        } finally {
+          setInferencePasses('split');
+        }
+        expect(split.shape).toEqual(whole.shape);
+        for (let i = 0; i < batch; i++) {
+          const row = (t: TensorData) => t.data.subarray(i * 10, (i + 1) * 10);
+          expect(relativeError(row(split), row(whole))).toBeLessThanOrEqual(1e-5);
+        }
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('rejects an unknown mode', () => {
+    expect(() => setInferencePasses('threads' as never)).toThrow(/expected 'split' or 'whole'/);
+    expect(runtimeInfo().inferencePasses).toBe('split');
   });
 });

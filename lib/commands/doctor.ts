@@ -73,6 +73,9 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
     ['Inference convolutions', info.inferenceConvolutions === 'onednn' ? `oneDNN ${info.onednnVersion}, called directly`
       : info.onednnVersion ? 'libtorch (switched off by setInferenceConvolutions)'
         : 'libtorch (the addon was built without libdnnl-dev: apt-get install libdnnl-dev, then rebuild)'],
+    ['Inference passes', info.inferencePasses === 'split'
+      ? 'split by batch over the CPU threads, one single-threaded pass each (batches of at least as many images as threads)'
+      : 'whole, every layer shared out over the threads (switched by setInferencePasses)'],
     ...(info.blas ? [['BLAS', info.blas === 'reference' ? 'the reference BLAS (slow: 1-thread 1x1 convolutions run through it; apt-get install libopenblas0-openmp)' : info.blas] as [string, string]] : []),
     ['Memory allocator', mallocLine(info.malloc)],
     ['JPEG decoding', info.jpegDecoder === 'libjpeg' ? 'libjpeg, in the addon' : 'sharp (the addon was built without libjpeg-dev: apt-get install libjpeg-dev, then rebuild)'],
