@@ -12,7 +12,7 @@
 // model.summary()).
 //
 //   npm run bench -- [--models xception,inception_v3] [--modes train,infer] [--size 96] [--batch 8]
-//                    [--steps 5] [--warmup 2] [--repeats 3] [--threads N] [--opset 13]
+//                    [--steps 5] [--warmup 2] [--infer-steps 30] [--infer-warmup 5] [--repeats 3] [--threads N] [--opset 13]
 //                    [--max-interference 5] [--retries 5] [--note TEXT] [--out FILE] [--no-record]
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -94,8 +94,12 @@ async function main(): Promise<void> {
     .option('--modes <list>', 'train (training step) and/or infer (inference), comma-separated', MODES.join(','))
     .option('--size <n>', 'image size', (v) => parseInt(v, 10), 96)
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 8)
-    .option('--warmup <n>', 'untimed steps first', (v) => parseInt(v, 10), 2)
-    .option('--steps <n>', 'timed steps', (v) => parseInt(v, 10), 5)
+    .option('--warmup <n>', 'untimed training steps first', (v) => parseInt(v, 10), 2)
+    .option('--steps <n>', 'timed training steps', (v) => parseInt(v, 10), 5)
+    // Inference passes are 10-50x shorter than training steps: 5 of them were 0.1-0.2 s of timing, where one
+    // hiccup of this shared machine moved a side by 10-20%.
+    .option('--infer-warmup <n>', 'untimed inference passes first', (v) => parseInt(v, 10), 5)
+    .option('--infer-steps <n>', 'timed inference passes', (v) => parseInt(v, 10), 30)
     .option('--repeats <n>', 'measurements of each side; medians are reported', (v) => parseInt(v, 10), 3)
     .option('--threads <n>', 'CPU threads for every side', (v) => parseInt(v, 10), os.cpus().length)
     .option('--opset <n>', 'ONNX opset of the exported model (13 or 17)', (v) => parseInt(v, 10), 13)
@@ -108,8 +112,7 @@ async function main(): Promise<void> {
     .opts();
   const models = list(String(opts.models), MODELS, 'model');
   const modes = list(String(opts.modes), MODES, 'mode');
-  const common = [String(opts.size), String(opts.batch), String(opts.warmup), String(opts.steps), String(opts.threads)];
-  const [size, batch, warmup, steps, threads] = common;
+  const [size, batch, threads] = [String(opts.size), String(opts.batch), String(opts.threads)];
   const guard: InterferenceGuard = { maxShare: opts.maxInterference / 100, retries: opts.retries };
   const peak = cpuPeak(opts.threads);
   const peakRate = peak ? peakFlops(peak, opts.threads) : null;
@@ -130,6 +133,8 @@ async function main(): Promise<void> {
             `(tolerance ${check.tolerance.toExponential(0)}) — ${check.ok ? 'match' : 'MISMATCH, onnxruntime not timed'}`);
           onnx = { file: exported.onnx, check };
         }
+        const [warmup, steps] = mode === 'infer' ? [String(opts.inferWarmup), String(opts.inferSteps)] : [String(opts.warmup), String(opts.steps)];
+        const common = [size, batch, warmup, steps, threads];
         const ours: Measurement[] = [];
         const torch: Measurement[] = [];
         const torchChannelsLast: Measurement[] = [];
@@ -186,7 +191,7 @@ async function main(): Promise<void> {
     onnxruntime: onnxruntimeVersion(),
     command: benchCommand(process.argv.slice(2)),
     settings: {
-      size: opts.size, batch: opts.batch, warmup: opts.warmup, steps: opts.steps, repeats: opts.repeats, threads: opts.threads, opset: opts.opset,
+      size: opts.size, batch: opts.batch, warmup: opts.warmup, steps: opts.steps, inferWarmup: opts.inferWarmup, inferSteps: opts.inferSteps, repeats: opts.repeats, threads: opts.threads, opset: opts.opset,
       precision: 'fp32', maxInterferencePercent: opts.maxInterference, retries: opts.retries,
     },
     peak: peak ? { ...peak, cores: opts.threads, flopsPerSecond: peakRate, description: describePeak(peak, opts.threads) } : null,
@@ -201,7 +206,7 @@ async function main(): Promise<void> {
     const file = path.join(__dirname, 'RESULTS.md');
     const entry = `\n### ${result.date}: ours, PyTorch eager and onnxruntime, ${opts.size}x${opts.size}, batch ${opts.batch}, ${opts.threads} thread${opts.threads === 1 ? '' : 's'}\n\n` +
       `Machine: ${result.machine}, libtorch ${result.libtorch}, onnxruntime-node ${result.onnxruntime} (ONNX opset ${opts.opset}). ` +
-      `Command: \`${result.command}\` (warm-up ${opts.warmup}, ${opts.steps} timed steps, medians of ${opts.repeats}).\n` +
+      `Command: \`${result.command}\` (training: warm-up ${opts.warmup}, ${opts.steps} timed steps; inference: warm-up ${opts.inferWarmup}, ${opts.inferSteps} timed passes; medians of ${opts.repeats}).\n` +
       `${peakLine} Shares of it: images/s x 2 x MACs per image (model.summary()) over the peak.\n` +
       (result.note ? `\nCaveat: ${result.note}\n` : '') + '\n' + lines.join('\n') + '\n';
     fs.writeFileSync(file, insertIntoModelsSection(fs.readFileSync(file, 'utf8'), entry));
