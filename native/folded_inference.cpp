@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 #include "onednn_conv.h"
 
@@ -176,6 +177,11 @@ std::shared_ptr<const FoldedTable> FoldedInference::current() {
 }
 
 FoldedInference::Scope::Scope(FoldedInference& folding) : table_(folding.current()), previous_(active_table) {
+  active_table = table_.get();
+}
+
+FoldedInference::Scope::Scope(std::shared_ptr<const FoldedTable> table)
+    : table_(std::move(table)), previous_(active_table) {
   active_table = table_.get();
 }
 

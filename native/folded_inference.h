@@ -48,11 +48,15 @@ class FoldedInference {
   class Scope {
    public:
     explicit Scope(FoldedInference& folding);
+    // The same folded copy as `outer` (a Scope of another thread, alive meanwhile), without checking
+    // the weights again: for the helpers of a split pass (native/split_pass.h).
+    static Scope sharing(const Scope& outer) { return Scope(outer.table_); }
     ~Scope();
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
+    explicit Scope(std::shared_ptr<const FoldedTable> table);
     std::shared_ptr<const FoldedTable> table_;  // kept alive here if another thread refreshes the copy
     const FoldedTable* previous_;
   };

@@ -47,7 +47,7 @@ NetworkOutput Network::forward_all(torch::Tensor x) {
     // threads then spin for a while on the CPUs the helpers need.
     c10::InferenceMode inference(inference_mode);
     torch::NoGradGuard no_grad;
-    FoldedInference::Scope chunk_folded(folding_);
+    auto chunk_folded = FoldedInference::Scope::sharing(folded);
     return forward_impl(chunk.contiguous(format)).logits;
   });
   return {logits, torch::Tensor()};
