@@ -99,7 +99,7 @@ export function loadedBlas(maps: string | undefined = processMaps()): string | u
 }
 
 /**
- * Who runs the convolutions of eval-mode passes on the CPU (process-wide, from the next convolution):
+ * Who runs the convolutions (and the max and average poolings) of eval-mode passes on the CPU (process-wide, from the next one):
  * 'onednn' (the default where the addon was built with libdnnl-dev) calls oneDNN directly with weights
  * reordered once and ReLU fused; 'libtorch' goes through at::conv2d, as before, for comparisons.
  * Both run the same oneDNN kernels. Asking for 'onednn' in a build without it throws.

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "onednn_pool.h"
+
 namespace xt {
 namespace nn = torch::nn;
 namespace F = torch::nn::functional;
@@ -10,11 +12,14 @@ using K2 = torch::ExpandingArray<2>;  // a (height, width) kernel or padding
 
 namespace {
 
+// Both on oneDNN in folded eval passes (native/onednn_pool.h).
 torch::Tensor avg_pool_3x3_same(const torch::Tensor& x) {
+  if (auto y = folded_pool(x, PoolKind::Average, {3, 3}, {1, 1}, {1, 1})) return *y;
   return F::avg_pool2d(x, F::AvgPool2dFuncOptions(3).stride(1).padding(1));
 }
 
 torch::Tensor max_pool_3x3_stride2(const torch::Tensor& x) {
+  if (auto y = folded_pool(x, PoolKind::Max, {3, 3}, {2, 2}, {0, 0})) return *y;
   return F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2));
 }
 
@@ -208,17 +213,17 @@ torch::Tensor InceptionV3Impl::transform_input(const torch::Tensor& x) const {
 
 NetworkOutput InceptionV3Impl::forward_impl(torch::Tensor x) {
   if (options_.transform_input) x = transform_input(x);
-  x = Conv2d_1a_3x3(x);  // N x 32 x 149 x 149
-  x = Conv2d_2a_3x3(x);  // N x 32 x 147 x 147
-  x = Conv2d_2b_3x3(x);  // N x 64 x 147 x 147
-  x = maxpool1(x);       // N x 64 x 73 x 73
-  x = Conv2d_3b_1x1(x);  // N x 80 x 73 x 73
-  x = Conv2d_4a_3x3(x);  // N x 192 x 71 x 71
-  x = maxpool2(x);       // N x 192 x 35 x 35
-  x = Mixed_5b(x);       // N x 256 x 35 x 35
-  x = Mixed_5c(x);       // N x 288 x 35 x 35
-  x = Mixed_5d(x);       // N x 288 x 35 x 35
-  x = Mixed_6a(x);       // N x 768 x 17 x 17
+  x = Conv2d_1a_3x3(x);       // N x 32 x 149 x 149
+  x = Conv2d_2a_3x3(x);       // N x 32 x 147 x 147
+  x = Conv2d_2b_3x3(x);       // N x 64 x 147 x 147
+  x = max_pool(maxpool1, x);  // N x 64 x 73 x 73
+  x = Conv2d_3b_1x1(x);       // N x 80 x 73 x 73
+  x = Conv2d_4a_3x3(x);       // N x 192 x 71 x 71
+  x = max_pool(maxpool2, x);  // N x 192 x 35 x 35
+  x = Mixed_5b(x);            // N x 256 x 35 x 35
+  x = Mixed_5c(x);            // N x 288 x 35 x 35
+  x = Mixed_5d(x);            // N x 288 x 35 x 35
+  x = Mixed_6a(x);            // N x 768 x 17 x 17
   x = Mixed_6b(x);
   x = Mixed_6c(x);
   x = Mixed_6d(x);

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "onednn_pool.h"
+
 namespace xt {
 namespace nn = torch::nn;
 
@@ -88,7 +90,7 @@ torch::Tensor XceptionBlockImpl::forward(torch::Tensor x) {
     relu_done = fuse && i + 1 < units_.size() && units_[i + 1].relu;
     x = separable_conv_bn(unit.conv, unit.bn, x, relu_done);
   }
-  if (pool_) x = pool_(x);
+  if (pool_) x = max_pool(pool_, x);
   return x + shortcut;
 }
 

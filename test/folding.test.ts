@@ -155,7 +155,8 @@ describe('the folded copy follows the weights', () => {
 });
 
 // Eval passes call oneDNN directly for their convolutions (native/onednn_conv.h): weights reordered
-// once, primitives compiled per input shape, ReLU fused. It must give libtorch's logits.
+// once, primitives compiled per input shape, ReLU fused; and for their poolings (native/onednn_pool.h).
+// It must give libtorch's logits.
 describe('inference convolutions on oneDNN', () => {
   const engines = [
     { label: 'Xception', name: 'xception' as ModelName, options: { numClasses: 10, middleFlowBlocks: 2 } },
@@ -170,7 +171,7 @@ describe('inference convolutions on oneDNN', () => {
     expect(info.inferenceConvolutions).toBe('onednn');
   });
 
-  it.each(engines)('$label: the logits equal libtorch convolutions\' for two input shapes, alternately', async ({ name, options }) => {
+  it.each(engines)('$label: the logits equal libtorch\'s convolutions and poolings\' for two input shapes, alternately', async ({ name, options }) => {
     const model = createModel(name, options as never).eval();
     // Non-square, odd and even sizes: oneDNN's right/bottom padding must reproduce libtorch's floor.
     const inputs = [[3, 3, 80, 97], [1, 3, 96, 96], [3, 3, 80, 97]].map((shape) => ({
