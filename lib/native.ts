@@ -227,9 +227,8 @@ export interface NativeInfo {
   onednnVersion: string;
   /** Whether they do now (setOnednnInference). */
   onednnInference: boolean;
-  /** Whether eval passes on the CPU split by batch over single-threaded helpers (setSplitInference). */
+  /** Whether CPU eval passes split by batch over single-threaded helpers (setSplitInference); how many have so far. */
   splitInference: boolean;
-  /** How many passes have run split so far in this process. */
   splitPasses: number;
   /** glibc malloc's thresholds and top pad as the addon left them (native/malloc_tuning.h), in bytes. */
   malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number; topPad?: number };

@@ -82,6 +82,10 @@ describe('freezeBackbone: only the classifier trains, as in PyTorch', () => {
     // Exactly the classifier moved (running statistics and num_batches_tracked included: none of
     // the backbone's changed), and it moved as PyTorch's did.
     expect(changed.sort()).toEqual([...ours.keys()].filter(inClassifier).sort());
-    expect(worst.difference).toBeLessThan(1e-4);
+    // Inception V3 at 299x299: on an AMD Zen 5 machine fc.weight ends 5.1e-4 (relative) from PyTorch's,
+    // the same figure to the last digit with the code of commit 362e367 as with later code, so the two
+    // sides' kernels round differently on that CPU and Adam's early steps (about lr times the sign of
+    // each gradient) magnify it. Xception keeps 1e-4 (4.7e-6 there).
+    expect(worst.difference).toBeLessThan(name === 'inception_v3' ? 1e-3 : 1e-4);
   });
 });
