@@ -7,9 +7,7 @@
 #include <utility>
 #include <vector>
 
-#ifdef XT_WITH_ONEDNN
-#include <dnnl.hpp>
-#endif
+#include "onednn_support.h"
 
 namespace xt {
 
@@ -45,11 +43,6 @@ namespace {
 using dims = dnnl::memory::dims;
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 // What a compiled convolution depends on besides the weights: the input's sizes and strides,
 // whether ReLU is fused, and the calling thread's intra-op thread count, which oneDNN fixes when
@@ -128,7 +121,7 @@ std::shared_ptr<const Compiled> OnednnConv::Impl::compile(const Key& key) const 
                                             strides, dilates, pad_l, pad_r)
           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                             c->src, weight_any, c->dst, strides, dilates, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+  dnnl::convolution_forward::primitive_desc pd(desc, attr, onednn_cpu_engine());
   c->primitive = dnnl::convolution_forward(pd);
   c->scratchpad = pd.scratchpad_desc();
 
@@ -143,9 +136,9 @@ dnnl::memory OnednnConv::Impl::weights_in(const dnnl::memory::desc& layout, cons
     if (w.get_desc() == layout) return w;
   }
   // The one reorder of the weights into this layout, from libtorch's OIHW.
-  dnnl::memory source(plain, cpu_engine(), weight.data_ptr());
-  dnnl::memory target(layout, cpu_engine());
-  dnnl::stream stream(cpu_engine());
+  dnnl::memory source(plain, onednn_cpu_engine(), weight.data_ptr());
+  dnnl::memory target(layout, onednn_cpu_engine());
+  dnnl::stream stream(onednn_cpu_engine());
   dnnl::reorder(source, target).execute(stream, source, target);
   stream.wait();
   reordered.push_back(target);
@@ -196,7 +189,7 @@ std::optional<torch::Tensor> OnednnConv::run(const torch::Tensor& input, bool re
   auto compiled = impl_->compiled_for(x, relu);
   if (!compiled) return std::nullopt;
   auto out = at::empty(compiled->out_sizes, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  auto& engine = cpu_engine();
+  auto& engine = onednn_cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(compiled->src, engine, x.data_ptr())},
       {DNNL_ARG_WEIGHTS, compiled->weights},
@@ -206,14 +199,7 @@ std::optional<torch::Tensor> OnednnConv::run(const torch::Tensor& input, bool re
     args.emplace(DNNL_ARG_BIAS, dnnl::memory(dnnl::memory::desc({impl_->bias.size(0)}, dt::f32, tag::x), engine,
                                              impl_->bias.data_ptr()));
   }
-  torch::Tensor scratchpad;
-  if (const size_t bytes = compiled->scratchpad.get_size()) {
-    scratchpad = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
-    args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(compiled->scratchpad, engine, scratchpad.data_ptr()));
-  }
-  dnnl::stream stream(engine);
-  compiled->primitive.execute(stream, args);
-  stream.wait();
+  onednn_execute(compiled->primitive, std::move(args), compiled->scratchpad);
   return out;
 }
 

@@ -9,9 +9,7 @@
 #include <utility>
 #include <vector>
 
-#ifdef XT_WITH_ONEDNN
-#include <dnnl.hpp>
-#endif
+#include "onednn_support.h"
 
 namespace xt {
 
@@ -29,11 +27,6 @@ namespace {
 using dims = dnnl::memory::dims;
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 // Everything a compiled pooling depends on, the calling thread's intra-op thread count included
 // (oneDNN fixes it when it compiles).
@@ -76,7 +69,7 @@ std::shared_ptr<const Compiled> compile(const Key& key) {
                                    pad_l, pad_r);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::pooling_forward::primitive_desc pd(desc, attr, cpu_engine());
+  dnnl::pooling_forward::primitive_desc pd(desc, attr, onednn_cpu_engine());
   p->primitive = dnnl::pooling_forward(pd);
   p->scratchpad = pd.scratchpad_desc();
   return p;
@@ -115,19 +108,12 @@ std::optional<torch::Tensor> folded_pool(const torch::Tensor& input, PoolKind ki
                                    at::get_num_threads()});
   if (!compiled) return std::nullopt;
   auto out = at::empty(compiled->out_sizes, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  auto& engine = cpu_engine();
+  auto& engine = onednn_cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(compiled->src, engine, x.data_ptr())},
       {DNNL_ARG_DST, dnnl::memory(compiled->dst, engine, out.data_ptr())},
   };
-  torch::Tensor scratchpad;
-  if (const size_t bytes = compiled->scratchpad.get_size()) {
-    scratchpad = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
-    args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(compiled->scratchpad, engine, scratchpad.data_ptr()));
-  }
-  dnnl::stream stream(engine);
-  compiled->primitive.execute(stream, args);
-  stream.wait();
+  onednn_execute(compiled->primitive, std::move(args), compiled->scratchpad);
   return out;
 }
 
