@@ -12,7 +12,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <future>
+#include <mutex>
 #include <thread>
 
 #include "torch_includes.h"
@@ -48,6 +52,23 @@ inline void keep_js_thread_single_threaded() {
   at::internal::lazy_init_num_threads();
   at::set_num_threads(1);
 }
+
+// A long-lived thread that runs the tasks posted to it one at a time, in order, after `setup`. Never
+// joined: the process may exit with it waiting for work, so allocate it once and never destroy it.
+class TaskThread {
+ public:
+  explicit TaskThread(std::function<void()> setup = {});
+  // The future holds the exception `work` threw, if any.
+  std::future<void> post(std::function<void()> work);
+
+ private:
+  void loop(const std::function<void()>& setup);
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> queue_;
+  std::thread thread_;
+};
 
 // Runs `work` on the compute thread (started on first use) and waits for it; an exception from
 // `work` is rethrown to the caller. Callers are libuv pool threads, never the JS thread.

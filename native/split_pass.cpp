@@ -1,14 +1,12 @@
 #include "split_pass.h"
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <exception>
 #include <future>
-#include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#include "compute_thread.h"
 
 #if __has_include(<omp.h>)
 #include <omp.h>  // declarations only: libtorch's OpenMP runtime provides the symbols
@@ -22,60 +20,27 @@ namespace {
 std::atomic<bool> split_on{true};
 std::atomic<int64_t> split_count{0};
 
-// A long-lived thread with one intra-op thread that runs the tasks posted to it in order. Its
-// parallel regions have one thread, so libgomp gives it no team: the process keeps one team (the
-// compute thread's, native/compute_thread.h).
-class Helper {
- public:
-  Helper() : thread_([this] { loop(); }) { thread_.detach(); }  // never joined, as the compute thread
-
-  std::future<torch::Tensor> post(std::function<torch::Tensor()> work) {
-    std::packaged_task<torch::Tensor()> task(std::move(work));
-    auto result = task.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(task));
-    }
-    ready_.notify_one();
-    return result;
-  }
-
- private:
-  void loop() {
-    at::internal::lazy_init_num_threads();
+// A helper: a task thread with one intra-op thread. Its parallel regions have one thread, so libgomp
+// gives it no team: the process keeps one team (the compute thread's, native/compute_thread.h).
+void single_threaded() {
+  at::internal::lazy_init_num_threads();
 #ifdef XT_HAVE_OMP_H
-    // This thread's count only. at::set_num_threads would also set the process-wide default that
-    // threads started later begin with, and clear libtorch's oneDNN primitive cache.
-    omp_set_num_threads(1);
+  // This thread's count only. at::set_num_threads would also set the process-wide default that
+  // threads started later begin with, and clear libtorch's oneDNN primitive cache.
+  omp_set_num_threads(1);
 #else
-    at::set_num_threads(1);
+  at::set_num_threads(1);
 #endif
-    for (;;) {
-      std::packaged_task<torch::Tensor()> task;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        ready_.wait(lock, [this] { return !queue_.empty(); });
-        task = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      task();  // an exception is stored in the task's future
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::packaged_task<torch::Tensor()>> queue_;
-  std::thread thread_;
-};
+}
 
 // The first `count` helpers, started on first use and kept (allocated once, never destroyed, so
 // that no exit-time destructor waits on them).
-std::vector<Helper*> helpers(size_t count) {
+std::vector<TaskThread*> helpers(size_t count) {
   static std::mutex mutex;
-  static auto* all = new std::vector<Helper*>();
+  static auto* all = new std::vector<TaskThread*>();
   std::lock_guard<std::mutex> lock(mutex);
-  while (all->size() < count) all->push_back(new Helper());
-  return std::vector<Helper*>(all->begin(), all->begin() + static_cast<std::ptrdiff_t>(count));
+  while (all->size() < count) all->push_back(new TaskThread(single_threaded));
+  return std::vector<TaskThread*>(all->begin(), all->begin() + static_cast<std::ptrdiff_t>(count));
 }
 
 }  // namespace
@@ -96,20 +61,21 @@ torch::Tensor run_split_pass(const torch::Tensor& x, int parts,
   const int64_t n = x.size(0);
   split_count++;
   auto workers = helpers(static_cast<size_t>(parts));
-  std::vector<std::future<torch::Tensor>> results;
+  std::vector<torch::Tensor> outputs(static_cast<size_t>(parts));
+  std::vector<std::future<void>> done;
   int64_t start = 0;
   for (int i = 0; i < parts; i++) {
     // Shares as equal as the batch allows: the first n % parts chunks hold one image more.
     const int64_t size = n / parts + (i < n % parts ? 1 : 0);
     auto chunk = x.narrow(0, start, size);
     start += size;
-    results.push_back(workers[static_cast<size_t>(i)]->post([&pass, chunk] { return pass(chunk); }));
+    auto* output = &outputs[static_cast<size_t>(i)];
+    done.push_back(workers[static_cast<size_t>(i)]->post([&pass, chunk, output] { *output = pass(chunk); }));
   }
-  std::vector<torch::Tensor> outputs;
   std::exception_ptr failure;
-  for (auto& r : results) {  // wait for every chunk before `pass` goes out of scope
+  for (auto& d : done) {  // wait for every chunk before `pass` and `outputs` go out of scope
     try {
-      outputs.push_back(r.get());
+      d.get();
     } catch (...) {
       if (!failure) failure = std::current_exception();
     }
