@@ -39,7 +39,22 @@ export async function fsyncFile(file: string): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/** The largest piece handed to one write() call (Linux writes at most 2 GiB - 4 KiB at a time). */
+const WRITE_PIECE = 1 << 30;
+
+/** Writes `chunk` whole at the handle's position, however the system splits it. */
+async function writeChunk(handle: fs.promises.FileHandle, chunk: Uint8Array): Promise<void> {
+  for (let done = 0; done < chunk.byteLength;) {
+    const { bytesWritten } = await handle.write(chunk, done, Math.min(WRITE_PIECE, chunk.byteLength - done));
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Writes `data` to `file` atomically. `data` may be a list of chunks, written one after another:
+ * a large file made of many tensors goes to the disk without first being copied into one buffer.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): Promise<void> {
   const folder = path.dirname(path.resolve(file));
   await fs.promises.mkdir(folder, { recursive: true });
   const temp = temporaryName(file);
@@ -47,7 +62,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     // 'wx': fails rather than share a file with another writer.
     const handle = await fs.promises.open(temp, 'wx');
     try {
-      await handle.writeFile(data);
+      if (Array.isArray(data)) {
+        for (const chunk of data as readonly Uint8Array[]) await writeChunk(handle, chunk);
+      } else {
+        await handle.writeFile(data as string | Uint8Array);
+      }
       await handle.sync();
     } finally {
       await handle.close();

@@ -45,6 +45,41 @@ export async function writeCheckpoint<Meta>(
   dir: string, name: string, saveModel: (file: string) => Promise<void>, train: NativeTrainState, meta: Meta,
   afterStep: (step: CheckpointStep) => void | Promise<void> = () => undefined,
 ): Promise<string> {
+  return swapIn(dir, name, async (temp) => {
+    await saveModel(path.join(temp, MODEL_FILE));
+    const { optimizer, ...rest } = train;
+    await writeSafetensors(path.join(temp, STATE_FILE), tensorEntries(optimizer), {
+      format: 'xception-torch-checkpoint',
+      state: JSON.stringify({ train: rest, meta }),
+    });
+    // Both files are flushed by writeSafetensors; the model file again in case saveModel wrote it otherwise.
+    await fsyncFile(path.join(temp, MODEL_FILE));
+  }, afterStep);
+}
+
+/**
+ * Makes checkpoint `name` under `dir` a copy of the whole checkpoint folder `from` (e.g. 'best' of
+ * the 'last' just written), swapped in the same way. Checkpoint files are never changed once
+ * written, so the copy is a pair of hard links where the file system allows (no second write of
+ * the weights and the optimizer state), and a byte copy elsewhere.
+ */
+export async function copyCheckpoint(dir: string, name: string, from: string): Promise<string> {
+  return swapIn(dir, name, async (temp) => {
+    for (const file of [MODEL_FILE, STATE_FILE]) {
+      try {
+        await fs.promises.link(path.join(from, file), path.join(temp, file));
+      } catch {
+        await fs.promises.copyFile(path.join(from, file), path.join(temp, file));
+        await fsyncFile(path.join(temp, file));
+      }
+    }
+  }, () => undefined);
+}
+
+/** Fills a fresh temporary folder with `fill`, flushes it, and swaps it in as `<dir>/<name>` (steps at the top of this file). */
+async function swapIn(
+  dir: string, name: string, fill: (temp: string) => Promise<void>, afterStep: (step: CheckpointStep) => void | Promise<void>,
+): Promise<string> {
   const created = await fs.promises.mkdir(dir, { recursive: true });
   if (created) await fsyncFolder(path.dirname(created));
   const target = path.join(dir, name);
@@ -52,18 +87,11 @@ export async function writeCheckpoint<Meta>(
   const temp = temporaryName(path.join(dir, `.${name}`));
   await fs.promises.mkdir(temp);
   try {
-    await saveModel(path.join(temp, MODEL_FILE));
-    const { optimizer, ...rest } = train;
-    await writeSafetensors(path.join(temp, STATE_FILE), tensorEntries(optimizer), {
-      format: 'xception-torch-checkpoint',
-      state: JSON.stringify({ train: rest, meta }),
-    });
+    await fill(temp);
   } catch (error) {
     await fs.promises.rm(temp, { recursive: true, force: true });
     throw error;
   }
-  // Both files are flushed by writeSafetensors; the model file again in case saveModel wrote it otherwise.
-  await fsyncFile(path.join(temp, MODEL_FILE));
   await fsyncFolder(temp);
   await afterStep('written');
 

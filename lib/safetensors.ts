@@ -190,6 +190,11 @@ export function serializeSafetensors(
   tensors: Iterable<[string, SafetensorsTensor]>,
   metadata: Record<string, string> = {},
 ): Buffer {
+  return Buffer.concat(safetensorsChunks(tensors, metadata));
+}
+
+/** A safetensors file as the chunks it is made of: its length prefix, its header, then each tensor's bytes (not copied). */
+function safetensorsChunks(tensors: Iterable<[string, SafetensorsTensor]>, metadata: Record<string, string>): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const chunks: Uint8Array[] = [];
@@ -209,7 +214,7 @@ export function serializeSafetensors(
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([prefix, Buffer.from(json, 'utf8'), ...chunks]);
+  return [prefix, Buffer.from(json, 'utf8'), ...chunks];
 }
 
 /** Writes a safetensors file atomically: a temporary file in the same folder, then a rename. */
@@ -218,5 +223,5 @@ export async function writeSafetensors(
   tensors: Iterable<[string, SafetensorsTensor]>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeFileAtomic(file, serializeSafetensors(tensors, metadata));
+  await writeFileAtomic(file, safetensorsChunks(tensors, metadata));
 }

@@ -4,7 +4,7 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { removeStaleTemporaries } from './atomic-write';
-import { findCheckpoint, modelFile, removeSupersededCheckpoints, writeCheckpoint } from './checkpoint';
+import { copyCheckpoint, findCheckpoint, modelFile, removeSupersededCheckpoints, writeCheckpoint } from './checkpoint';
 import type { FeedPhase } from './datasets/folder-feeder';
 import { imageFolderClasses } from './datasets/image-folder';
 import { TrainingDivergedError } from './errors';
@@ -355,10 +355,9 @@ export class Trainer extends EventEmitter {
     if (!this.ownsRunFolder) return;
     const model = this.model!;
     const state = this.session!.getState();
-    for (const name of names) {
-      this.checkNotDisposed();
-      await writeCheckpoint(dir, name, (file) => model.writeWeights(file), state, meta);
-    }
+    this.checkNotDisposed();
+    const written = await writeCheckpoint(dir, names[0], (file) => model.writeWeights(file), state, meta);
+    for (const name of names.slice(1)) await copyCheckpoint(dir, name, written);
   }
 
   private async writeMetrics(meta: RunMeta, curves: TensorBoardWriter | undefined): Promise<void> {

@@ -54,6 +54,16 @@ describe('writeFileAtomic', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('{"a":1}');
   });
 
+  it('writes a list of chunks one after another, empty ones and views into larger buffers included', async () => {
+    const file = path.join(tmp, 'chunks.bin');
+    const backing = Buffer.from('0123456789');
+    const chunks = [Buffer.from('ab'), new Uint8Array(0), backing.subarray(3, 7), Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251)), Buffer.from('z')];
+    await writeFileAtomic(file, chunks);
+    expect(fs.readFileSync(file).equals(Buffer.concat(chunks))).toBe(true);
+    await writeFileAtomic(file, []);
+    expect(fs.statSync(file).size).toBe(0);
+  });
+
   it('leaves the old content and no temporary file when the write fails', async () => {
     const file = path.join(tmp, 'kept.txt');
     await writeFileAtomic(file, 'old');

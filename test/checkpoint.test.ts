@@ -5,7 +5,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CheckpointError, CheckpointStep, findCheckpoint, readCheckpointState, removeSupersededCheckpoints, STATE_FILE, writeCheckpoint } from '../lib/checkpoint';
+import { CheckpointError, CheckpointStep, copyCheckpoint, findCheckpoint, readCheckpointState, removeSupersededCheckpoints, STATE_FILE, writeCheckpoint } from '../lib/checkpoint';
 import type { NativeTrainState } from '../lib/native';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors';
 
@@ -134,6 +134,23 @@ describe('writeCheckpoint: a kill at any point leaves a whole checkpoint', () =>
     await save(dir, 1);
     await save(dir, 2);
     expect(fs.readdirSync(dir)).toEqual(['last']);
+  });
+
+  it('copyCheckpoint: the copy is whole and stays the version it copied when the original is written again', async () => {
+    const dir = freshFolder();
+    const original = await save(dir, 1);
+    await copyCheckpoint(dir, 'best', original);
+    const files = (name: string) => ['model.safetensors', STATE_FILE].map((f) => fs.readFileSync(path.join(dir, name, f)));
+    expect(files('best')).toEqual(files('last'));
+    await save(dir, 2);
+    expect(files('best')).not.toEqual(files('last'));
+    const best = await readCheckpointState<{ options: { version: number } }>(findCheckpoint(dir, 'best')!);
+    expect(best.meta.options.version).toBe(1);
+    expect(await foundVersion(dir)).toBe(2);
+    // Copying over an existing checkpoint swaps it like a write, leaving nothing behind.
+    await copyCheckpoint(dir, 'best', findCheckpoint(dir, 'last')!);
+    expect(files('best')).toEqual(files('last'));
+    expect(fs.readdirSync(dir).sort()).toEqual(['best', 'last']);
   });
 
   it('removeSupersededCheckpoints: an .old left by a swap killed after its second rename goes; an only copy stays', async () => {
