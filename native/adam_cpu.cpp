@@ -43,9 +43,8 @@ void adam_range(float* __restrict param, const float* __restrict grad, float* __
 
 void adam_step_cpu(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                    const AdamCpuStep& step) {
-  // 16K elements (256 KB over the four arrays) a task where at::parallel_for runs in parallel. It is
-  // inline, and this file is compiled without -fopenmp, so today it runs the whole range on the
-  // calling thread.
+  // 16K elements (256 KB over the four arrays) a task: at::parallel_for shares the range over the
+  // calling thread's intra-op threads (the addon compiles with -fopenmp where libtorch uses OpenMP).
   at::parallel_for(0, n, 16384,
                    [&](int64_t begin, int64_t end) { adam_range(param, grad, exp_avg, exp_avg_sq, begin, end, step); });
 }

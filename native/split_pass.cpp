@@ -6,10 +6,12 @@
 #include <mutex>
 #include <vector>
 
+#include <ATen/Config.h>  // AT_PARALLEL_OPENMP
+
 #include "compute_thread.h"
 
-#if __has_include(<omp.h>)
-#include <omp.h>  // declarations only: libtorch's OpenMP runtime provides the symbols
+#if defined(_OPENMP) && AT_PARALLEL_OPENMP
+#include <omp.h>  // compiled with -fopenmp, not linked: libtorch's OpenMP runtime provides the symbols
 #define XT_HAVE_OMP_H 1
 #endif
 

@@ -8,8 +8,9 @@ import { float32Values } from '../lib/safetensors';
 import { adamStepBothWays, scalerSequenceBothWays } from './helpers/optim-oracle';
 import { relativeError } from './helpers/tensors';
 
-// [40, 1001]: more than one 16K-element task of the CPU's one-pass update and a vector loop with a
-// remainder. (The hook runs on the JS thread, which keeps one intra-op thread.)
+// [40, 1001]: more than one task of the CPU's one-pass update (16K elements each) and a vector loop
+// with a remainder. The hook runs on the JS thread, which keeps one intra-op thread; training runs
+// the update on the compute thread's threads, and being elementwise, the split cannot change a value.
 const SHAPES = [[4, 3, 3, 3], [17], [5, 8], [40, 1001]];
 
 let dir: string;
