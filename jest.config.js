@@ -7,4 +7,7 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/gpu/'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: { types: ['node', 'jest'], esModuleInterop: true } }] },
   testTimeout: 120000,
+  // Two suites at a time: much of a suite's time is spent waiting on the processes it starts (the
+  // CLI, training workers, Python's start-up), so on two cores a second suite keeps both busy.
+  maxWorkers: 2,
 };
