@@ -10,4 +10,5 @@ module.exports = {
   // Two suites at a time: much of a suite's time is spent waiting on the processes it starts (the
   // CLI, training workers, Python's start-up), so on two cores a second suite keeps both busy.
   maxWorkers: 2,
+  testSequencer: '<rootDir>/test/sequencer.js',
 };

@@ -6,4 +6,6 @@ module.exports = {
   roots: ['<rootDir>/test/gpu'],
   testPathIgnorePatterns: ['/node_modules/'],
   testTimeout: 600000,
+  // One suite at a time on the one GPU.
+  maxWorkers: 1,
 };
