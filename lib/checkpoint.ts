@@ -58,8 +58,8 @@ export async function writeCheckpoint<Meta>(
 }
 
 /**
- * Makes checkpoint `name` under `dir` a copy of the whole checkpoint folder `from` (e.g. 'best' of
- * the 'last' just written), swapped in the same way. Checkpoint files are never changed once
+ * Makes checkpoint `name` under `dir` a copy of the whole checkpoint folder `from` (e.g. 'last' of
+ * the 'best' just written), swapped in the same way. Checkpoint files are never changed once
  * written, so the copy is a pair of hard links where the file system allows (no second write of
  * the weights and the optimizer state), and a byte copy elsewhere.
  */

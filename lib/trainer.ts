@@ -357,7 +357,10 @@ export class Trainer extends EventEmitter {
     const state = this.session!.getState();
     this.checkNotDisposed();
     const written = await writeCheckpoint(dir, names[0], (file) => model.writeWeights(file), state, meta);
-    for (const name of names.slice(1)) await copyCheckpoint(dir, name, written);
+    for (const name of names.slice(1)) {
+      this.checkNotDisposed();
+      await copyCheckpoint(dir, name, written);
+    }
   }
 
   private async writeMetrics(meta: RunMeta, curves: TensorBoardWriter | undefined): Promise<void> {
