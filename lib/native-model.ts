@@ -111,12 +111,17 @@ export abstract class NativeBackedModel implements Model {
 
   async saveSafetensors(path: string): Promise<void> {
     this.checkNotTraining('saveSafetensors()');
-    return this.writeWeights(path);
+    // A copy: the caller may change the weights before the file is written.
+    const state = this.native((h) => h.getState());
+    await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
   }
 
-  /** @internal saveSafetensors for the training job that owns the model. */
+  /**
+   * @internal saveSafetensors for the training job that owns the model: written from the weights'
+   * own memory, not a copy, as nothing changes them while the job awaits the write.
+   */
   async writeWeights(path: string): Promise<void> {
-    const state = this.native((h) => h.getState());
+    const state = this.native((h) => h.getState(true));
     await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
   }
 

@@ -24,7 +24,7 @@ export interface NativeTensorInput extends NativeTensorInfo {
   data: Uint8Array;
 }
 
-/** Tensors copied out of the addon as [name, { dtype, shape, data }] entries for a safetensors file. */
+/** Tensors read out of the addon (copies or views: getState) as [name, { dtype, shape, data }] entries for a safetensors file. */
 export function tensorEntries(tensors: NativeTensor[]): Array<[string, { dtype: NativeDtype; shape: number[]; data: Uint8Array }]> {
   return tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.data) }]);
 }
@@ -54,7 +54,8 @@ export interface NativeSummary {
 export interface NativeModelHandle {
   parameterCount(): number;
   stateDictInfo(): NativeTensorInfo[];
-  getState(): NativeTensor[];
+  /** Copies of the state dict's tensors; with `share`, views of their memory (valid until the weights change). */
+  getState(share?: boolean): NativeTensor[];
   setState(entries: NativeTensorInput[]): void;
   setTraining(training: boolean): void;
   isTraining(): boolean;
@@ -188,7 +189,8 @@ export interface NativeTrainerHandle {
   batchesPerEpoch(): number;
   /** This rank's training images of an epoch, in training order. */
   epochIndices(epoch: number): Int32Array;
-  getState(): NativeTrainState;
+  /** Copies of the optimizer's tensors; with `share`, views of their memory (valid until the next epoch). */
+  getState(share?: boolean): NativeTrainState;
   /** getState() without copying the optimizer's tensors. */
   getCounters(): Omit<NativeTrainState, 'optimizer'>;
   setState(state: Omit<NativeTrainState, 'optimizer'> & { optimizer: NativeTensorInput[] }): void;

@@ -350,11 +350,14 @@ export class Trainer extends EventEmitter {
     return this.model!;
   }
 
-  /** Writes the checkpoints `names` (e.g. last and best) from one copy of the training state. */
+  /**
+   * Writes the checkpoints `names` (e.g. last and best) of the training state. The files are written
+   * from the tensors' own memory (no copy): fit() awaits this before the next epoch changes them.
+   */
   private async saveCheckpoint(dir: string, names: string[], meta: RunMeta): Promise<void> {
     if (!this.ownsRunFolder) return;
     const model = this.model!;
-    const state = this.session!.getState();
+    const state = this.session!.getState(true);
     this.checkNotDisposed();
     const written = await writeCheckpoint(dir, names[0], (file) => model.writeWeights(file), state, meta);
     for (const name of names.slice(1)) {

@@ -118,15 +118,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     });
   }
 
-  // Copies of every state-dict tensor: [{ name, shape, dtype, data: ArrayBuffer }].
+  // Copies of every state-dict tensor: [{ name, shape, dtype, data: ArrayBuffer }]. getState(true)
+  // shares the tensors' memory instead (tensor_object), for a file written before the weights change.
   Napi::Value GetState(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ensure_idle("read the weights");
       Napi::Env env = info.Env();
+      const bool share = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
       auto entries = net().state_dict();
       auto out = Napi::Array::New(env, entries.size());
       for (size_t i = 0; i < entries.size(); ++i)
-        out.Set(static_cast<uint32_t>(i), tensor_object(env, entries[i].first, entries[i].second));
+        out.Set(static_cast<uint32_t>(i), tensor_object(env, entries[i].first, entries[i].second, share));
       return out;
     });
   }

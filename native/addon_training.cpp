@@ -220,15 +220,18 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   }
 
   // { position: {...}, optimizerSteps, scaler: { scale, growthTracker, skippedSteps }, optimizer: [tensors] }
+  // The tensors are copies; getState(true) shares their memory (tensor_object), for a checkpoint
+  // written before the next epoch changes them.
   Napi::Value GetState(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       if (running_) throw std::runtime_error("cannot read the training state while an epoch runs");
       Napi::Env env = info.Env();
+      const bool share = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
       auto o = counters_object(env);
       auto state = session().optimizer().state();
       auto tensors = Napi::Array::New(env, state.size());
       for (size_t i = 0; i < state.size(); ++i)
-        tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second));
+        tensors.Set(static_cast<uint32_t>(i), tensor_object(env, state[i].first, state[i].second, share));
       o.Set("optimizer", tensors);
       return o;
     });

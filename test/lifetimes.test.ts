@@ -1,14 +1,16 @@
 // Explicit lifetimes at the native boundary: disposing a Trainer during fit() writes nothing from a
 // freed or rebuilt model, a model that a Trainer is training refuses outside calls (and fit() never
 // fails because of one), dispose() frees native memory at once, dropped objects are collected
-// because V8 is told their size, and fit() reads its position without copying the optimizer.
+// because V8 is told their size, fit() reads its position without copying the optimizer, and
+// checkpoints are written from the tensors' own memory (getState(true)) rather than copies.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { DeviceDataset, createSyntheticDataset, InceptionV3, runtimeInfo, Xception } from '../lib';
 import { findCheckpoint, readCheckpointState } from '../lib/checkpoint';
 import { ModelError } from '../lib/errors';
-import type { NativeTrainerHandle } from '../lib/native';
+import type { NativeModelHandle, NativeTrainerHandle } from '../lib/native';
+import { readSafetensors } from '../lib/safetensors';
 import { Trainer, TrainerOptions } from '../lib/trainer';
 
 jest.setTimeout(300_000);
@@ -176,19 +178,23 @@ describe('native memory', () => {
 });
 
 describe('fit() bookkeeping', () => {
-  it('copies the optimizer state once per checkpoint written, not to read its position', async () => {
+  it('reads the optimizer state once per checkpoint written, without copying it, and not to read its position', async () => {
     const trainer = new Trainer(tiny('state-copies', { epochs: 2 }));
     await trainer.getModel();
-    // Count the copies through a proxy of the native session (its methods are read-only).
+    // Count the reads through a proxy of the native session (its methods are read-only).
     const holder = trainer as unknown as { session: NativeTrainerHandle };
     const session = holder.session;
+    let shared = 0;
     let copies = 0;
     holder.session = new Proxy(session, {
       get(target, key) {
         const value = Reflect.get(target, key) as unknown;
         if (typeof value !== 'function') return value;
         return (...args: unknown[]) => {
-          if (key === 'getState') copies += 1;
+          if (key === 'getState') {
+            if (args[0] === true) shared += 1;
+            else copies += 1;
+          }
           return (value as (...a: unknown[]) => unknown).apply(target, args);
         };
       },
@@ -196,8 +202,9 @@ describe('fit() bookkeeping', () => {
     const history = await trainer.fit();
     const bestUpdates = history.epochs.filter((e, i) => e.valAccuracy > Math.max(-1, ...history.epochs.slice(0, i).map((p) => p.valAccuracy))).length;
     expect(bestUpdates).toBeGreaterThanOrEqual(1);
-    // One copy per epoch end (shared by 'last' and 'best').
-    expect(copies).toBe(history.epochs.length);
+    // One read per epoch end (shared by 'last' and 'best'), written from the tensors' own memory.
+    expect(shared).toBe(history.epochs.length);
+    expect(copies).toBe(0);
     trainer.dispose();
   });
 
@@ -209,6 +216,51 @@ describe('fit() bookkeeping', () => {
     await trainer.fit();
     const history = JSON.parse(fs.readFileSync(path.join(trainer.outDir, 'history.json'), 'utf8'));
     expect(history.options.fusedAdam).toBe(false);
+    trainer.dispose();
+  });
+});
+
+describe('getState(true): the tensors\' own memory, for writing checkpoints', () => {
+  const floats = (t: { data: ArrayBuffer }) => new Float32Array(t.data);
+
+  it('holds the same values as a copy, follows changes of the weights, and outlives the model', () => {
+    const model = new Xception({ numClasses: 10, middleFlowBlocks: 1 });
+    const handle: NativeModelHandle = model.nativeHandle;
+    const copy = handle.getState();
+    const shared = handle.getState(true);
+    expect(shared.map((t) => [t.name, t.dtype, t.shape])).toEqual(copy.map((t) => [t.name, t.dtype, t.shape]));
+    shared.forEach((t, i) => expect(Buffer.from(t.data).equals(Buffer.from(copy[i].data))).toBe(true));
+
+    // A view, not a copy: new weights show through it (a plain, contiguous fc weight), not through the copy.
+    const fc = shared.findIndex((t) => t.name === 'fc.weight');
+    expect(fc).toBeGreaterThanOrEqual(0);
+    const before = floats(copy[fc]).slice();
+    handle.setState([{ name: 'fc.weight', dtype: 'F32', shape: copy[fc].shape, data: new Uint8Array(new Float32Array(before.length).fill(0.25).buffer) }]);
+    expect(floats(shared[fc]).every((v) => v === 0.25)).toBe(true);
+    expect(floats(copy[fc])).toEqual(before);
+
+    // The view keeps its tensor alive after the model is freed.
+    model.dispose();
+    global.gc?.();
+    expect(floats(shared[fc]).every((v) => v === 0.25)).toBe(true);
+  });
+
+  it('a checkpoint written from it equals the weights saved with saveSafetensors', async () => {
+    const trainer = new Trainer(tiny('shared-checkpoint', { epochs: 1 }));
+    await trainer.fit();
+    const model = await trainer.getModel();
+    const last = findCheckpoint(path.join(trainer.outDir, 'checkpoints'), 'last')!;
+    const saved = path.join(dir, 'shared-checkpoint.safetensors');
+    await model.saveSafetensors(saved);
+    const fromCheckpoint = await readSafetensors(path.join(last, 'model.safetensors'));
+    const fromSave = await readSafetensors(saved);
+    expect([...fromCheckpoint.tensors.keys()]).toEqual([...fromSave.tensors.keys()]);
+    for (const [name, t] of fromSave.tensors) expect(Buffer.from(fromCheckpoint.tensors.get(name)!.data).equals(Buffer.from(t.data))).toBe(true);
+    // The optimizer state too: its moments are those of the run, not zeros.
+    const state = await readCheckpointState(last);
+    const moments = state.optimizer.filter((t) => t.dtype === 'F32');
+    expect(moments.length).toBeGreaterThan(0);
+    expect(moments.some((t) => new Float32Array(t.data.slice().buffer).some((v) => v !== 0))).toBe(true);
     trainer.dispose();
   });
 });
