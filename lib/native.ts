@@ -54,8 +54,7 @@ export interface NativeSummary {
 export interface NativeModelHandle {
   parameterCount(): number;
   stateDictInfo(): NativeTensorInfo[];
-  /** Copies of the state dict's tensors; with `share`, views of their memory (valid until the weights change). */
-  getState(share?: boolean): NativeTensor[];
+  getState(share?: boolean): NativeTensor[];  // copies; with `share`, views of the tensors (until they change)
   setState(entries: NativeTensorInput[]): void;
   setTraining(training: boolean): void;
   isTraining(): boolean;
@@ -189,8 +188,7 @@ export interface NativeTrainerHandle {
   batchesPerEpoch(): number;
   /** This rank's training images of an epoch, in training order. */
   epochIndices(epoch: number): Int32Array;
-  /** Copies of the optimizer's tensors; with `share`, views of their memory (valid until the next epoch). */
-  getState(share?: boolean): NativeTrainState;
+  getState(share?: boolean): NativeTrainState;  // tensors copied; with `share`, views (until the next epoch)
   /** getState() without copying the optimizer's tensors. */
   getCounters(): Omit<NativeTrainState, 'optimizer'>;
   setState(state: Omit<NativeTrainState, 'optimizer'> & { optimizer: NativeTensorInput[] }): void;

@@ -8,6 +8,7 @@
 #include "js_data_copy.h"
 #include "malloc_tuning.h"
 #include "napi_support.h"
+#include "tensor_object.h"
 #include "xception.h"
 
 namespace xt::napi {

@@ -7,6 +7,7 @@
 
 #include "malloc_tuning.h"
 #include "napi_support.h"
+#include "tensor_object.h"
 #include "training.h"
 #include "training_js.h"
 
