@@ -111,9 +111,8 @@ export abstract class NativeBackedModel implements Model {
 
   async saveSafetensors(path: string): Promise<void> {
     this.checkNotTraining('saveSafetensors()');
-    // A copy: the caller may change the weights before the file is written.
-    const state = this.native((h) => h.getState());
-    await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
+    // From a copy: the caller may change the weights before the file is written.
+    return this.writeStateDict(path, false);
   }
 
   /**
@@ -121,7 +120,11 @@ export abstract class NativeBackedModel implements Model {
    * own memory, not a copy, as nothing changes them while the job awaits the write.
    */
   async writeWeights(path: string): Promise<void> {
-    const state = this.native((h) => h.getState(true));
+    return this.writeStateDict(path, true);
+  }
+
+  private async writeStateDict(path: string, shareMemory: boolean): Promise<void> {
+    const state = this.native((h) => h.getState(shareMemory));
     await writeSafetensors(path, tensorEntries(state), { format: 'pt', producer: 'xception-torch', model: this.name });
   }
 

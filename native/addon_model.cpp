@@ -125,7 +125,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ensure_idle("read the weights");
       Napi::Env env = info.Env();
-      const bool share = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+      const bool share = share_requested(info);
       auto entries = net().state_dict();
       auto out = Napi::Array::New(env, entries.size());
       for (size_t i = 0; i < entries.size(); ++i)

@@ -227,7 +227,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       if (running_) throw std::runtime_error("cannot read the training state while an epoch runs");
       Napi::Env env = info.Env();
-      const bool share = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+      const bool share = share_requested(info);
       auto o = counters_object(env);
       auto state = session().optimizer().state();
       auto tensors = Napi::Array::New(env, state.size());

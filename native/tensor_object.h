@@ -49,4 +49,9 @@ inline Napi::Object tensor_object(Napi::Env env, const std::string& name, const 
   return o;
 }
 
+// getState(share): whether the caller asked for shared memory (a first argument of true).
+inline bool share_requested(const Napi::CallbackInfo& info) {
+  return info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+}
+
 }  // namespace xt::napi
