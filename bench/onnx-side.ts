@@ -10,7 +10,13 @@
 //       times session.run() as bench/model-step.ts times model.forward(): the same fixed random batch
 //       (seed 0, uniform in [-1, 1)), `warmup` untimed runs, then `steps` timed ones, the logits copied
 //       back to JavaScript each time; prints the same JSON as the other sides
+//   onnx-side.ts profile <model.onnx> <size> <batch> <warmup> <steps> <threads>
+//       the same passes under onnxruntime's profiler (which slows them a little): prints milliseconds per
+//       timed pass by operator type and, for convolutions, by input shape, to hold against our pass
+//       layer by layer (ONEDNN_VERBOSE=1 on bench/model-step.ts; docs/benchmarks.md "Where the time goes now")
 import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { createRng } from '../lib/random';
 import { cpuSnapshot, othersShare, ownCpuSeconds } from './interference';
@@ -25,13 +31,14 @@ export interface OnnxCheck {
   ok: boolean;
 }
 
-async function open(file: string, threads: number): Promise<ort.InferenceSession> {
+async function open(file: string, threads: number, profilePrefix?: string): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(file, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
   });
 }
 
@@ -79,6 +86,45 @@ async function time(file: string, size: number, batch: number, warmup: number, s
   return { imagesPerSecond: images / seconds, seconds, images, peakRssMb: process.resourceUsage().maxRSS / 1024, othersShare: others };
 }
 
+interface ProfileEvent { cat?: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: unknown } }
+
+async function profile(file: string, size: number, batch: number, warmup: number, steps: number, threads: number) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-torch-ort-profile-'));
+  try {
+    const session = await open(file, threads, path.join(dir, 'profile'));
+    const random = createRng(0);
+    const x = new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * size * size }, () => random() * 2 - 1), [batch, 3, size, size]);
+    for (let i = 0; i < warmup + steps; i++) await run(session, x);
+    session.endProfiling();
+    await session.release();
+    const events = JSON.parse(fs.readFileSync(path.join(dir, fs.readdirSync(dir)[0]), 'utf8')) as ProfileEvent[];
+    // Kernel events in run order: keep those of the last `steps` runs.
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+    const perPass = (us: number) => Number((us / steps / 1000).toFixed(3));
+    const byOp = new Map<string, number>();
+    const byConv = new Map<string, number>();
+    const firstTimed = runs.length > steps ? (runs[runs.length - steps] as ProfileEvent & { ts: number }).ts : 0;
+    for (const e of events as (ProfileEvent & { ts: number })[]) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < firstTimed) continue;
+      const op = e.args?.op_name ?? '?';
+      byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
+      if (op.endsWith('Conv')) {
+        const shape = JSON.stringify(e.args?.input_type_shape);
+        byConv.set(shape, (byConv.get(shape) ?? 0) + e.dur);
+      }
+    }
+    const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, perPass(v)]);
+    const timed = runs.slice(-steps);
+    return {
+      msPerPass: perPass(timed.reduce((sum, e) => sum + e.dur, 0)),
+      byOperator: Object.fromEntries(sorted(byOp)),
+      convolutionsByInputShape: Object.fromEntries(sorted(byConv)),
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const [command, file, ...rest] = process.argv.slice(2);
   if (command === 'check' && rest.length === 5) {
@@ -87,9 +133,13 @@ async function main(): Promise<void> {
   } else if (command === 'time' && rest.length === 5) {
     const [size, batch, warmup, steps, threads] = rest.map(Number);
     console.log(JSON.stringify(await time(file, size, batch, warmup, steps, threads)));
+  } else if (command === 'profile' && rest.length === 5) {
+    const [size, batch, warmup, steps, threads] = rest.map(Number);
+    console.log(JSON.stringify(await profile(file, size, batch, warmup, steps, threads), null, 1));
   } else {
     throw new Error('usage: onnx-side.ts check <model.onnx> <input.f32> <logits.f32> <size> <batch> <threads>\n' +
-      '       onnx-side.ts time <model.onnx> <size> <batch> <warmup> <steps> <threads>');
+      '       onnx-side.ts time <model.onnx> <size> <batch> <warmup> <steps> <threads>\n' +
+      '       onnx-side.ts profile <model.onnx> <size> <batch> <warmup> <steps> <threads>');
   }
 }
 
