@@ -9,7 +9,7 @@ export { loadWeights, readWeightsFile } from './weights/load-weights';
 export type { LoadWeightsOptions, LoadWeightsResult, WeightsFile, WeightsFormat } from './weights/load-weights';
 export { parsePth, PthError } from './weights/pth';
 export type { PthStateDict } from './weights/pth';
-export { runtimeInfo, setInferenceConvolutions, setInferencePasses, setNumThreads } from './runtime';
+export { runtimeInfo, setInferenceConvolutions, setInferencePasses, setNumThreads, setTrainingConvolutions } from './runtime';
 export type { RuntimeInfo } from './runtime';
 export {
   CIFAR10_URL, CIFAR10_MD5, CIFAR10_ARCHIVE, CIFAR10_FOLDER, CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE, CIFAR10_META_FILE,

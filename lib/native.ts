@@ -1,6 +1,7 @@
 // Loads the native addon. Everything in lib/ reaches libtorch through this file alone.
 import * as fs from 'fs';
 import { ADDON_PATH, BUILD_INFO_PATH, PROJECT_ROOT } from './paths';
+import type { NativeTestHooks } from './native-test-hooks';
 import type { SafetensorsDtype } from './safetensors';
 
 /** The safetensors dtypes the addon reads and writes. */
@@ -196,11 +197,6 @@ export interface NativeTrainerHandle {
   dispose(): void;
 }
 
-export interface FloatTensor {
-  shape: number[];
-  data: Float32Array;
-}
-
 export interface NativeInfo {
   torchVersion: string;
   torchVersionMajor: number;
@@ -230,6 +226,9 @@ export interface NativeInfo {
   /** Whether CPU eval passes split by batch over single-threaded helpers (setSplitInference); how many have so far. */
   splitInference: boolean;
   splitPasses: number;
+  /** Whether CPU training passes run 1x1 convolutions as oneDNN matrix products (setPointwiseMatmul); how many have so far. */
+  pointwiseMatmul: boolean;
+  pointwiseMatmulCalls: number;
   /** glibc malloc's thresholds and top pad as the addon left them (native/malloc_tuning.h), in bytes. */
   malloc: { mode: MallocMode; mmapThreshold?: number; trimThreshold?: number; topPad?: number };
 }
@@ -263,7 +262,7 @@ export interface LiveNativeObjects {
   processGroups: number;
 }
 
-export interface NativeAddon {
+export interface NativeAddon extends NativeTestHooks {
   NativeModel: new (name: string, options: object) => NativeModelHandle;
   NativeDataset: new (images: Uint8Array, labels: Uint8Array, shape: number[], device: string) => NativeDatasetHandle;
   /**
@@ -278,6 +277,8 @@ export interface NativeAddon {
   setOnednnInference(enabled: boolean): void;
   /** Whether eval passes on the CPU split by batch over single-threaded helpers (the default) or run whole. */
   setSplitInference(enabled: boolean): void;
+  /** Whether CPU training passes run 1x1 convolutions as oneDNN matrix products (the default where built with oneDNN). */
+  setPointwiseMatmul(enabled: boolean): void;
   /** Whether the addon decodes JPEGs itself (built with the system's libjpeg). */
   jpegDecoder: boolean;
   /** A JPEG's RGB bytes as PIL's loader gets them, decoded on a libuv worker; null for a CMYK/YCCK file. */
@@ -287,21 +288,11 @@ export interface NativeAddon {
   /** onPop is called (on the event loop) after each batch the native side takes, with the number still queued. */
   NativeBatchFeed: new (size: number, onPop?: (pending: number) => void) => NativeBatchFeedHandle;
   NativeTrainer: new (model: NativeModelHandle, train: NativeDatasetHandle | NativeBatchFeedHandle, config: object) => NativeTrainerHandle;
-  /** One step of the training loop's Adam/AdamW on `device` (default 'cpu'), for checks against torch.optim. */
-  adamStep(args: {
-    params: FloatTensor[]; grads: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number;
-    lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; decoupled?: boolean; device?: string;
-  }): { params: FloatTensor[]; expAvg: FloatTensor[]; expAvgSq: FloatTensor[]; steps: number; fused: boolean };
   /** Timed training steps (the training loop's step) or eval forward passes on a fixed random batch (bench/). */
   benchmarkSteps(model: NativeModelHandle, args: {
     batch: number; size: number; warmup: number; steps: number; train: boolean;
     amp?: 'off' | 'fp16' | 'bf16'; channelsLast?: boolean;
   }): Promise<{ seconds: number; images: number; peakMemory?: number }>;
-  /** The training loop's GradScaler unscale + update around one step, on `device` (default 'cpu'). */
-  gradScalerStep(args: {
-    grads: FloatTensor[]; scale: number; growthTracker: number; skippedSteps: number;
-    growthFactor?: number; backoffFactor?: number; growthInterval?: number; device?: string;
-  }): { grads: FloatTensor[]; foundInf: boolean; scale: number; growthTracker: number; skippedSteps: number };
   /** Joins a c10d process group; resolves once every rank has joined. */
   createProcessGroup(config: NativeProcessGroupConfig): Promise<NativeProcessGroupHandle>;
   /** torch.utils.data.DistributedSampler's split of a permutation: this rank's indices. */

@@ -37,6 +37,9 @@ export interface RuntimeInfo {
    * thread over its share of the batch when the batch has at least as many images as threads; 'whole' shares every
    * layer out over the threads (setInferencePasses('whole'), and always for smaller batches). */
   inferencePasses: 'split' | 'whole';
+  /** Who runs the 1x1 convolutions of training passes on the CPU: oneDNN matrix products that read the weights where
+   * they are (the default where built with oneDNN), or libtorch's convolutions (setTrainingConvolutions('libtorch')). */
+  trainingConvolutions: 'onednn' | 'libtorch';
   /** The oneDNN version the addon was built with; '' without. */
   onednnVersion: string;
   /** The BLAS library libtorch loaded (from /proc/self/maps), e.g. 'openblas-openmp' or 'reference'; undefined when unknown. */
@@ -68,6 +71,7 @@ export function runtimeInfo(): RuntimeInfo {
     jpegDecoder: native().jpegDecoder ? 'libjpeg' : 'sharp',
     inferenceConvolutions: info.onednnInference ? 'onednn' : 'libtorch',
     inferencePasses: info.splitInference ? 'split' : 'whole',
+    trainingConvolutions: info.pointwiseMatmul ? 'onednn' : 'libtorch',
     onednnVersion: info.onednnVersion,
     blas: loadedBlas(maps),
     malloc: {
@@ -105,13 +109,30 @@ export function loadedBlas(maps: string | undefined = processMaps()): string | u
  * Both run the same oneDNN kernels. Asking for 'onednn' in a build without it throws.
  */
 export function setInferenceConvolutions(engine: 'onednn' | 'libtorch'): void {
+  native().setOnednnInference(onednnChosen('inference convolutions', engine));
+}
+
+/** Whether `engine` is 'onednn' (true) or 'libtorch' (false); throws for anything else, and for 'onednn' in a build without it. */
+function onednnChosen(what: string, engine: string): boolean {
   if (engine !== 'onednn' && engine !== 'libtorch') {
-    throw new TypeError(`inference convolutions: expected 'onednn' or 'libtorch', got ${JSON.stringify(engine)}`);
+    throw new TypeError(`${what}: expected 'onednn' or 'libtorch', got ${JSON.stringify(engine)}`);
   }
   if (engine === 'onednn' && !native().info().onednnVersion) {
     throw new Error('this addon was built without oneDNN (Debian/Ubuntu: apt-get install libdnnl-dev, then npm run build:native)');
   }
-  native().setOnednnInference(engine === 'onednn');
+  return engine === 'onednn';
+}
+
+/**
+ * Who runs the 1x1 (stride 1, unpadded, ungrouped, biasless) convolutions of training passes on the CPU, in float32
+ * over channels-last inputs (process-wide, from the next one): 'onednn' (the default where the addon was built with
+ * libdnnl-dev) as oneDNN matrix products, forward, backward-data and backward-weights, which read the weights where
+ * they are; 'libtorch' through libtorch's convolution, which reorders them into oneDNN's blocked layout on every call
+ * and the weight gradient back out (docs/training.md). Same arithmetic up to float rounding. Asking for 'onednn' in a
+ * build without it throws.
+ */
+export function setTrainingConvolutions(engine: 'onednn' | 'libtorch'): void {
+  native().setPointwiseMatmul(onednnChosen('training convolutions', engine));
 }
 
 /**

@@ -7,6 +7,7 @@
 #include "napi_support.h"
 #include "network.h"
 #include "onednn_conv.h"
+#include "pointwise_matmul.h"
 #include "split_pass.h"
 
 namespace xt {
@@ -48,6 +49,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     o.Set("onednnInference", xt::onednn_inference_enabled());
     o.Set("splitInference", xt::split_passes_enabled());
     o.Set("splitPasses", static_cast<double>(xt::split_passes_run()));
+    o.Set("pointwiseMatmul", xt::pointwise_matmul_enabled());
+    o.Set("pointwiseMatmulCalls", static_cast<double>(xt::pointwise_matmul_calls()));
     const auto& heap = xt::tune_malloc();
     auto malloc_settings = Napi::Object::New(env);
     malloc_settings.Set("mode", heap.mode);
@@ -161,6 +164,16 @@ Napi::Value SetSplitInference(const Napi::CallbackInfo& info) {
   });
 }
 
+// setPointwiseMatmul(on): whether training passes on the CPU run 1x1 convolutions as oneDNN matrix
+// products (native/pointwise_matmul.h) or as libtorch's convolutions, for comparisons.
+Napi::Value SetPointwiseMatmul(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setPointwiseMatmul expects a boolean");
+    xt::set_pointwise_matmul(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   keep_js_thread_single_threaded();
   xt::tune_malloc();  // before the first tensor is allocated
@@ -173,6 +186,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
   exports.Set("setOnednnInference", Napi::Function::New(env, SetOnednnInference));
   exports.Set("setSplitInference", Napi::Function::New(env, SetSplitInference));
+  exports.Set("setPointwiseMatmul", Napi::Function::New(env, SetPointwiseMatmul));
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeBatchFeed", define_native_batch_feed(env));
   define_images(env, exports);

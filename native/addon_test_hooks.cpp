@@ -1,6 +1,7 @@
 // Test hooks, not part of the public API: single steps of the training loop's Adam and
 // GradScaler on tensors given from JavaScript, so the parity tests (test/optim.test.ts,
-// test/helpers/optim-oracle.ts) can check them against torch.optim and torch.amp step by step.
+// test/helpers/optim-oracle.ts) can check them against torch.optim and torch.amp step by step;
+// one convolution of a training pass with its gradients (test/training-convolutions.test.ts).
 #include <map>
 #include <string>
 #include <utility>
@@ -8,6 +9,7 @@
 
 #include "adam.h"
 #include "grad_scaler.h"
+#include "pointwise_matmul.h"
 #include "napi_support.h"
 
 namespace xt::napi {
@@ -125,11 +127,47 @@ Napi::Value GradScalerStep(const Napi::CallbackInfo& info) {
   });
 }
 
+// trainingConvolution({ input, weight, gradOutput, stride, padding, groups, channelsLast })
+//   -> { output, gradInput, gradWeight, products }: conv(input) as a training pass runs it (on this
+//   thread, with the current setTrainingConvolutions), then backward from gradOutput; `products`:
+//   whether it ran as oneDNN matrix products (native/pointwise_matmul.h).
+Napi::Value TrainingConvolution(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto o = info[0].As<Napi::Object>();
+    auto x = float_tensors(o.Get("input"), "input").at(0);
+    auto w = float_tensors(o.Get("weight"), "weight").at(0);
+    auto dy = float_tensors(o.Get("gradOutput"), "gradOutput").at(0);
+    if (x.dim() != 4 || w.dim() != 4) throw std::invalid_argument("input and weight must be 4-d");
+    const int64_t groups = int_option(o, "groups", 1);
+    auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(w.size(1) * groups, w.size(0), {w.size(2), w.size(3)})
+                                      .stride(int_option(o, "stride", 1))
+                                      .padding(int_option(o, "padding", 0))
+                                      .groups(groups)
+                                      .bias(false));
+    {
+      torch::NoGradGuard no_grad;
+      conv->weight.copy_(w);
+    }
+    if (bool_option(o, "channelsLast", true)) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    x.requires_grad_(true);
+    const auto before = pointwise_matmul_calls();
+    auto y = training_conv(conv, x);
+    y.backward(dy);
+    auto out = Napi::Object::New(info.Env());
+    out.Set("output", float_list(info.Env(), {y.detach()}).Get(0u));
+    out.Set("gradInput", float_list(info.Env(), {x.grad()}).Get(0u));
+    out.Set("gradWeight", float_list(info.Env(), {conv->weight.grad()}).Get(0u));
+    out.Set("products", pointwise_matmul_calls() > before);
+    return out;
+  });
+}
+
 }  // namespace
 
 void define_test_hooks(Napi::Env env, Napi::Object exports) {
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
   exports.Set("gradScalerStep", Napi::Function::New(env, GradScalerStep));
+  exports.Set("trainingConvolution", Napi::Function::New(env, TrainingConvolution));
 }
 
 }  // namespace xt::napi

@@ -9,6 +9,8 @@
 
 #include "torch_includes.h"
 
+#include "pointwise_matmul.h"
+
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -107,19 +109,20 @@ std::optional<torch::Tensor> run_folded(const torch::nn::Conv2dImpl& conv, const
 std::optional<torch::Tensor> run_plain(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 
 // bn(conv(x)), as one folded convolution in folded eval passes. `conv` and `bn` are module holders
-// (plain or Stage<...>), called as holders otherwise so that summaries see them.
+// (plain or Stage<...>), called as holders otherwise so that summaries see them (a 1x1 `conv` of a
+// training pass runs as matrix products, native/pointwise_matmul.h).
 template <class ConvHolder, class BatchNormHolder>
 torch::Tensor conv_bn(ConvHolder& conv, BatchNormHolder& bn, const torch::Tensor& x) {
   if (auto folded = run_folded(*conv, *bn, [&] { return x; })) return *folded;
-  return bn(conv(x));
+  return bn(training_conv(conv, x));
 }
 
-// conv(x) for a convolution declared with add_plain(): on oneDNN in folded eval passes, through the
-// holder otherwise.
+// conv(x) for a convolution declared with add_plain(): on oneDNN in folded eval passes, through
+// training_conv() otherwise.
 template <class ConvHolder>
 torch::Tensor conv_plain(ConvHolder& conv, const torch::Tensor& x) {
   if (auto folded = run_plain(*conv, x)) return *folded;
-  return conv(x);
+  return training_conv(conv, x);
 }
 
 // relu(bn(conv(x))), the ReLU fused into the folded convolution in folded eval passes. `relu` is
@@ -129,7 +132,7 @@ torch::Tensor conv_bn_relu(ConvHolder& conv, BatchNormHolder& bn, const torch::T
   if (auto folded = run_folded(
           *conv, *bn, [&] { return x; }, /*relu=*/true))
     return *folded;
-  return relu(bn(conv(x)));
+  return relu(bn(training_conv(conv, x)));
 }
 
 }  // namespace xt

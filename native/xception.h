@@ -24,7 +24,7 @@ struct XceptionOptions {
 class SeparableConv2dImpl : public torch::nn::Module {
  public:
   SeparableConv2dImpl(int64_t in_channels, int64_t out_channels, IntermediateActivation activation);
-  torch::Tensor forward(torch::Tensor x) { return pointwise(depthwise(x)); }
+  torch::Tensor forward(torch::Tensor x) { return training_conv(pointwise, depthwise(x)); }
   torch::Tensor depthwise(torch::Tensor x);  // conv1 and the intermediate activation
 
   torch::nn::Conv2d conv1{nullptr};

@@ -73,6 +73,8 @@ export function runtimeLines(info: RuntimeInfo): Array<[string, string]> {
     ['Inference convolutions', info.inferenceConvolutions === 'onednn' ? `oneDNN ${info.onednnVersion}, called directly`
       : info.onednnVersion ? 'libtorch (switched off by setInferenceConvolutions)'
         : 'libtorch (the addon was built without libdnnl-dev: apt-get install libdnnl-dev, then rebuild)'],
+    ['Training convolutions', info.trainingConvolutions === 'onednn' ? `1x1 as oneDNN ${info.onednnVersion} matrix products, the rest libtorch's`
+      : info.onednnVersion ? 'libtorch (switched off by setTrainingConvolutions)' : 'libtorch (the addon was built without libdnnl-dev)'],
     ['Inference passes', info.inferencePasses === 'split'
       ? 'split by batch over the CPU threads, one single-threaded pass each (batches of at least as many images as threads)'
       : 'whole, every layer shared out over the threads (switched by setInferencePasses)'],

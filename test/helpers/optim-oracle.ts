@@ -3,7 +3,7 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { native } from '../../lib/native';
-import type { FloatTensor } from '../../lib/native';
+import type { FloatTensor } from '../../lib/native-test-hooks';
 import { float32Values, readSafetensors, writeSafetensors } from '../../lib/safetensors';
 import type { SafetensorsTensor } from '../../lib/safetensors';
 import { PYTHON, requirePythonTorch } from './python';
