@@ -69,10 +69,15 @@ async function check(file: string, inputFile: string, logitsFile: string, size: 
   return { maxAbsDiff, maxRelativeError, tolerance: ONNX_TOLERANCE, ok: maxRelativeError <= ONNX_TOLERANCE };
 }
 
+/** The fixed batch both `time` and `profile` run: seed 0, uniform in [-1, 1), as bench/model-step.ts feeds ours. */
+function timedInput(size: number, batch: number): ort.Tensor {
+  const random = createRng(0);
+  return new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * size * size }, () => random() * 2 - 1), [batch, 3, size, size]);
+}
+
 async function time(file: string, size: number, batch: number, warmup: number, steps: number, threads: number) {
   const session = await open(file, threads);
-  const random = createRng(0);
-  const x = new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * size * size }, () => random() * 2 - 1), [batch, 3, size, size]);
+  const x = timedInput(size, batch);
   const before = cpuSnapshot();
   const cpuBefore = ownCpuSeconds();
   for (let i = 0; i < warmup; i++) await run(session, x);
@@ -86,14 +91,13 @@ async function time(file: string, size: number, batch: number, warmup: number, s
   return { imagesPerSecond: images / seconds, seconds, images, peakRssMb: process.resourceUsage().maxRSS / 1024, othersShare: others };
 }
 
-interface ProfileEvent { cat?: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: unknown } }
+interface ProfileEvent { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string; input_type_shape?: unknown } }
 
 async function profile(file: string, size: number, batch: number, warmup: number, steps: number, threads: number) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xception-torch-ort-profile-'));
   try {
     const session = await open(file, threads, path.join(dir, 'profile'));
-    const random = createRng(0);
-    const x = new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * size * size }, () => random() * 2 - 1), [batch, 3, size, size]);
+    const x = timedInput(size, batch);
     for (let i = 0; i < warmup + steps; i++) await run(session, x);
     session.endProfiling();
     await session.release();
@@ -103,8 +107,8 @@ async function profile(file: string, size: number, batch: number, warmup: number
     const perPass = (us: number) => Number((us / steps / 1000).toFixed(3));
     const byOp = new Map<string, number>();
     const byConv = new Map<string, number>();
-    const firstTimed = runs.length > steps ? (runs[runs.length - steps] as ProfileEvent & { ts: number }).ts : 0;
-    for (const e of events as (ProfileEvent & { ts: number })[]) {
+    const firstTimed = runs.length > steps ? runs[runs.length - steps].ts : 0;
+    for (const e of events) {
       if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < firstTimed) continue;
       const op = e.args?.op_name ?? '?';
       byOp.set(op, (byOp.get(op) ?? 0) + e.dur);

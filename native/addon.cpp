@@ -10,6 +10,8 @@
 #include "pointwise_matmul.h"
 #include "split_pass.h"
 
+#include <string>
+
 namespace xt {
 class TrainingSession;  // counted by LiveCount (training.h); only its count is read here
 }  // namespace xt
@@ -132,46 +134,20 @@ Napi::Value ResetCudaPeakMemory(const Napi::CallbackInfo& info) {
   });
 }
 
-// setAllowTF32(bool): TF32 tensor cores for float32 convolutions and matrix products (on by
-// default for cuDNN, as torch.backends.cudnn.allow_tf32). Off gives true float32 arithmetic.
-Napi::Value SetAllowTF32(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setAllowTF32 expects a boolean");
-    const bool allow = info[0].As<Napi::Boolean>().Value();
-    at::globalContext().setAllowTF32CuDNN(allow);
-    at::globalContext().setAllowTF32CuBLAS(allow);
-    return info.Env().Undefined();
-  });
-}
-
-// setOnednnInference(on): whether folded eval passes run their convolutions on oneDNN directly
-// (native/onednn_conv.h) or through libtorch, for comparisons. No effect in a build without oneDNN.
-Napi::Value SetOnednnInference(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setOnednnInference expects a boolean");
-    xt::set_onednn_inference(info[0].As<Napi::Boolean>().Value());
-    return info.Env().Undefined();
-  });
-}
-
-// setSplitInference(on): whether eval passes on the CPU split by batch over single-threaded helpers
-// (native/split_pass.h) or run whole on the intra-op threads, for comparisons.
-Napi::Value SetSplitInference(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setSplitInference expects a boolean");
-    xt::set_split_passes(info[0].As<Napi::Boolean>().Value());
-    return info.Env().Undefined();
-  });
-}
-
-// setPointwiseMatmul(on): whether training passes on the CPU run 1x1 convolutions as oneDNN matrix
-// products (native/pointwise_matmul.h) or as libtorch's convolutions, for comparisons.
-Napi::Value SetPointwiseMatmul(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBoolean()) throw std::invalid_argument("setPointwiseMatmul expects a boolean");
-    xt::set_pointwise_matmul(info[0].As<Napi::Boolean>().Value());
-    return info.Env().Undefined();
-  });
+// Exports `name(on)`, a module function that passes its one boolean argument to `set`.
+void export_boolean_setter(Napi::Env env, Napi::Object exports, const char* name, void (*set)(bool)) {
+  exports.Set(name, Napi::Function::New(
+                        env,
+                        [name, set](const Napi::CallbackInfo& info) {
+                          return guarded(info.Env(), [&]() -> Napi::Value {
+                            if (info.Length() < 1 || !info[0].IsBoolean()) {
+                              throw std::invalid_argument(std::string(name) + " expects a boolean");
+                            }
+                            set(info[0].As<Napi::Boolean>().Value());
+                            return info.Env().Undefined();
+                          });
+                        },
+                        name));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -183,10 +159,21 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemory));
   exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory));
-  exports.Set("setAllowTF32", Napi::Function::New(env, SetAllowTF32));
-  exports.Set("setOnednnInference", Napi::Function::New(env, SetOnednnInference));
-  exports.Set("setSplitInference", Napi::Function::New(env, SetSplitInference));
-  exports.Set("setPointwiseMatmul", Napi::Function::New(env, SetPointwiseMatmul));
+  // TF32 tensor cores for float32 convolutions and matrix products (on by default for cuDNN, as
+  // torch.backends.cudnn.allow_tf32). Off gives true float32 arithmetic.
+  export_boolean_setter(env, exports, "setAllowTF32", [](bool allow) {
+    at::globalContext().setAllowTF32CuDNN(allow);
+    at::globalContext().setAllowTF32CuBLAS(allow);
+  });
+  // Whether folded eval passes run their convolutions on oneDNN directly (native/onednn_conv.h) or
+  // through libtorch, for comparisons. No effect in a build without oneDNN.
+  export_boolean_setter(env, exports, "setOnednnInference", xt::set_onednn_inference);
+  // Whether eval passes on the CPU split by batch over single-threaded helpers (native/split_pass.h)
+  // or run whole on the intra-op threads, for comparisons.
+  export_boolean_setter(env, exports, "setSplitInference", xt::set_split_passes);
+  // Whether training passes on the CPU run 1x1 convolutions as oneDNN matrix products
+  // (native/pointwise_matmul.h) or as libtorch's convolutions, for comparisons.
+  export_boolean_setter(env, exports, "setPointwiseMatmul", xt::set_pointwise_matmul);
   exports.Set("NativeDataset", define_native_dataset(env));
   exports.Set("NativeBatchFeed", define_native_batch_feed(env));
   define_images(env, exports);

@@ -1,9 +1,9 @@
 #include "folded_inference.h"
 
 #include <stdexcept>
-#include <type_traits>
 #include <utility>
 
+#include "conv_padding.h"
 #include "onednn_conv.h"
 
 namespace xt {
@@ -49,16 +49,8 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dI
                      .padding(o.padding())
                      .dilation(o.dilation())
                      .groups(o.groups());
-  // Explicit padding only ('same'/'valid' stay on libtorch's path). `visit` by argument-dependent
-  // lookup: c10::visit on libtorch 1.13's c10::variant, std::visit where 2.x uses std::variant.
-  std::vector<int64_t> padding;
-  visit(
-      [&](const auto& alternative) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(alternative)>, torch::ExpandingArray<2>>) {
-          padding.assign(alternative->begin(), alternative->end());
-        }
-      },
-      o.padding());
+  // Explicit padding only ('same'/'valid' stay on libtorch's path).
+  const auto padding = explicit_padding(o);
   auto onednn =
       padding.empty() ? nullptr : OnednnConv::create(weight, bias, *o.stride(), padding, *o.dilation(), o.groups());
   return FoldedConv{bn, options, weight, std::move(onednn)};

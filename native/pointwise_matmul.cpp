@@ -5,10 +5,10 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "autocast.h"
+#include "conv_padding.h"
 #include "onednn_support.h"
 #include "stage.h"
 
@@ -126,19 +126,8 @@ bool is_pointwise(const torch::nn::Conv2dImpl& conv) {
   for (int i = 0; i < 2; i++) {
     if ((*o.stride())[i] != 1 || (*o.dilation())[i] != 1) return false;
   }
-  // Explicit zero padding only; `visit` by argument-dependent lookup (c10::visit on libtorch 1.13,
-  // std::visit on 2.x), as in native/folded_inference.cpp.
-  bool unpadded = false;
-  visit(
-      [&](const auto& padding) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(padding)>, torch::ExpandingArray<2> >) {
-          unpadded = (*padding)[0] == 0 && (*padding)[1] == 0;
-        } else {
-          unpadded = std::is_same_v<std::decay_t<decltype(padding)>, torch::enumtype::kValid>;
-        }
-      },
-      o.padding());
-  return unpadded;
+  // Explicit zero padding ('same'/'valid' stay on libtorch's path).
+  return explicit_padding(o) == std::vector<int64_t>{0, 0};
 }
 
 }  // namespace
